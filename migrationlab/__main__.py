@@ -1,0 +1,5 @@
+import sys
+
+from migrationlab.cli import main
+
+sys.exit(main())

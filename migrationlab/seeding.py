@@ -1,0 +1,139 @@
+"""Set-based seeding inside PostgreSQL: `INSERT ... SELECT ... FROM generate_series`, never Django objects.
+
+The way pg_restore loads a table: in one transaction, empty it (TRUNCATE: with wal_level=minimal the load then
+skips WAL), drop its indexes, insert in chunks (progress between chunks), rebuild the indexes, commit; then
+VACUUM ANALYZE so the first migration neither sets hint bits on every page nor plans with empty statistics.
+Column values are SQL expressions of the row number `i`, from the project's scenario.toml ([seed]).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from psycopg2 import sql
+
+SMALL_TABLE_ROWS = 10
+CHUNK_ROWS = 1_000_000
+
+
+@dataclass
+class SeedResult:
+    large_rows: int
+    small_rows: int
+    seconds: float
+    rebuilt_indexes: int
+
+
+def _index_plan(cursor, table: str) -> tuple[list[sql.Composable], list[sql.Composable]]:
+    """Statements that drop the table's indexes, and those that rebuild them as they were.
+
+    Returns two empty lists when the indexes cannot be dropped safely (another table's foreign key needs
+    them, or a constraint other than a primary key / unique owns one): then the load keeps them.
+    """
+    cursor.execute("SELECT count(*) FROM pg_constraint WHERE confrelid = %s::regclass", [table])
+    if cursor.fetchone()[0]:
+        return [], []
+    cursor.execute(
+        """
+        SELECT con.conname, con.contype, pg_get_constraintdef(con.oid), NULL
+          FROM pg_constraint con
+         WHERE con.conrelid = %(table)s::regclass AND con.conindid <> 0 AND con.contype IN ('p', 'u', 'x')
+        UNION ALL
+        SELECT idx.indexrelid::regclass::text, NULL, NULL, pg_get_indexdef(idx.indexrelid)
+          FROM pg_index idx
+         WHERE idx.indrelid = %(table)s::regclass
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = idx.indexrelid)
+           AND idx.indisvalid
+        """,
+        {"table": table},
+    )
+    drops, rebuilds = [], []
+    for name, contype, constraint_def, index_def in cursor.fetchall():
+        if contype == "x":
+            return [], []
+        if contype:
+            drops.append(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.Identifier(table), sql.Identifier(name)))
+            rebuilds.append(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(sql.Identifier(table), sql.Identifier(name))
+                + sql.SQL(constraint_def)
+            )
+        else:
+            drops.append(sql.SQL("DROP INDEX {}").format(sql.SQL(name)))
+            rebuilds.append(sql.SQL(index_def))
+    return drops, rebuilds
+
+
+def _insert(table: str, columns: dict[str, str], first: int, last: int) -> sql.Composed:
+    names = [sql.Identifier("id"), *(sql.Identifier(name) for name in columns)]
+    values = [sql.SQL("i"), *(sql.SQL(expression) for expression in columns.values())]
+    return sql.SQL("INSERT INTO {table} ({names}) SELECT {values} FROM generate_series({first}, {last}) AS i").format(
+        table=sql.Identifier(table),
+        names=sql.SQL(", ").join(names),
+        values=sql.SQL(", ").join(values),
+        first=sql.Literal(first),
+        last=sql.Literal(last),
+    )
+
+
+def _reset_id_sequence(cursor, table: str) -> None:
+    cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+    (sequence,) = cursor.fetchone()
+    if sequence:
+        cursor.execute(
+            sql.SQL("SELECT setval(%s, COALESCE((SELECT max(id) FROM {}), 0) + 1, false)").format(sql.Identifier(table)),
+            [sequence],
+        )
+
+
+def seed(
+    connection,
+    *,
+    large_table: str,
+    small_table: str,
+    columns: dict[str, str],
+    large_rows: int,
+    progress: Callable[[str], None] = lambda line: None,
+) -> SeedResult:
+    """Replace the rows of both tables: `large_rows` in the large one, 10 in the small one.
+
+    `connection` is a psycopg2 connection (Django's `connection.connection` works); it is committed.
+    """
+    if large_rows < 0:
+        raise ValueError("the row count cannot be negative")
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
+        cursor.execute("SET LOCAL max_parallel_maintenance_workers = 2")
+        cursor.execute(
+            sql.SQL("TRUNCATE {}, {} RESTART IDENTITY").format(sql.Identifier(large_table), sql.Identifier(small_table))
+        )
+        cursor.execute(_insert(small_table, columns, 1, SMALL_TABLE_ROWS))
+        _reset_id_sequence(cursor, small_table)
+        drops, rebuilds = _index_plan(cursor, large_table)
+        for statement in drops:
+            cursor.execute(statement)
+        for first in range(1, large_rows + 1, CHUNK_ROWS):
+            last = min(first + CHUNK_ROWS - 1, large_rows)
+            cursor.execute(_insert(large_table, columns, first, last))
+            progress(
+                f"  {large_table}: {last:,} / {large_rows:,} rows ({100 * last // large_rows}%), "
+                f"{time.monotonic() - started:.1f} s"
+            )
+        if rebuilds:
+            progress(f"  {large_table}: rebuilding {len(rebuilds)} index(es)")
+        for statement in rebuilds:
+            cursor.execute(statement)
+        _reset_id_sequence(cursor, large_table)
+    connection.commit()
+    progress(f"  {large_table}: VACUUM ANALYZE")
+    autocommit = connection.autocommit
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            for table in (small_table, large_table):
+                cursor.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
+    finally:
+        connection.autocommit = autocommit
+    return SeedResult(large_rows, SMALL_TABLE_ROWS, time.monotonic() - started, len(rebuilds))

@@ -1,0 +1,22 @@
+"""Step 2: fill status on existing rows, one committed batch of 20,000 ids at a time.
+
+Safe to interrupt and re-run: it resumes at the first row still NULL.
+"""
+
+from django.db import migrations
+from django.db.models import Q, Value
+
+from migrationlab.operations import BackfillInBatches
+
+
+class Migration(migrations.Migration):
+    atomic = False  # commit per batch: no transaction ever holds more than one batch of row locks
+
+    dependencies = [
+        ("demoapp", "0003_status_db_default_for_new_rows"),
+    ]
+
+    operations = [
+        BackfillInBatches(model_name, set={"status": Value("active")}, where=Q(status__isnull=True))
+        for model_name in ("largeuser", "smalluser")
+    ]
