@@ -28,6 +28,12 @@ def row_count(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a port number (1-65535)")
+    return int(text)
+
+
 def cmd_list(args) -> int:
     projects = all_projects()
     print(f"{'project':34} {'web':>5} {'db':>5}  lesson")
@@ -41,6 +47,7 @@ def cmd_up(args) -> int:
     from migrationlab import lab
 
     project = get_project(args.project)
+    port = args.port or project.web_port
     server = lab.embedded_server()
     print(f"PostgreSQL 16 (embedded): {'started' if server.start() else 'already running'} on 127.0.0.1:{server.port}")
     database_url = server.dsn(project.name)
@@ -60,14 +67,14 @@ def cmd_up(args) -> int:
     if pid:
         print(f"web: already serving (pid {pid})")
     else:
-        pid = lab.start_web(project, database_url, project.web_port)
+        pid = lab.start_web(project, database_url, port)
         print(f"web: gunicorn pid {pid}, log {lab.log_file(project)}")
     here = "python -m migrationlab"
     print(f"""
-Ready: http://127.0.0.1:{project.web_port}/list_large/  and  /update_order/
+Ready: http://127.0.0.1:{port}/list_large/  and  /update_order/
 
 Next:
-  watch the API        see DEMO_COMMANDS.md in {project.name}/ (the curl loop, port {project.web_port})
+  watch the API        see DEMO_COMMANDS.md in {project.name}/ (the curl loop, port {port})
   see the migrations   {here} manage {project.name} -- showmigrations demoapp
   apply the lesson     {here} manage {project.name} -- migrate demoapp
   stop                 {here} down {project.name}     (add --purge to delete its data)""")
@@ -135,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("project")
     up.add_argument("--rows", type=row_count, default=None, metavar="N",
                     help=f"rows in the large table (default {DEFAULT_ROWS:,})")
+    up.add_argument("--port", type=port_number, default=None,
+                    help="web port on 127.0.0.1 (default: the project's port from SCENARIOS.md)")
     up.add_argument("--reset", action="store_true", help="drop the project's database first and seed it anew")
     up.set_defaults(run=cmd_up)
 
