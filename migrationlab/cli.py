@@ -48,6 +48,8 @@ def cmd_up(args) -> int:
 
     project = get_project(args.project)
     port = args.port or project.web_port
+    if not lab.server_pid(project):
+        lab.require_free_port(port)  # before any work: fail fast
     server = lab.embedded_server()
     print(f"PostgreSQL 16 (embedded): {'started' if server.start() else 'already running'} on 127.0.0.1:{server.port}")
     database_url = server.dsn(project.name)

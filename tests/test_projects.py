@@ -1,0 +1,110 @@
+"""Each project's migrations (forward, back to 0001, forward again; models match them) and its seeder."""
+
+import pytest
+
+from migrationlab.scenarios import all_projects, get_project
+from tests.conftest import manage, query
+
+PROJECTS = [p.name for p in all_projects()]
+
+
+def applied(database_url):
+    return [name for (name,) in query(database_url, "SELECT name FROM django_migrations WHERE app = 'demoapp' ORDER BY id")]
+
+
+@pytest.mark.parametrize("name", PROJECTS)
+def test_models_match_migrations(name, database):
+    done = manage(name, database, "makemigrations", "--check", "--dry-run", "demoapp", check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", PROJECTS)
+def test_migrations_go_forward_and_back_to_0001_with_data(name, database):
+    project = get_project(name)
+    manage(name, database, "migrate", "demoapp", project.start)
+    manage(name, database, "seed_large_table", "--large-count", "50000")
+    manage(name, database, "migrate", "demoapp")
+    assert applied(database)[-1] == project.steps[-1].migration
+    manage(name, database, "migrate", "demoapp", "0001")
+    assert applied(database) == ["0001_initial"]
+    manage(name, database, "migrate", "demoapp")
+    assert applied(database)[-1] == project.steps[-1].migration
+
+
+@pytest.mark.parametrize("name", PROJECTS)
+def test_every_lesson_step_ends_with_status_not_null_and_filled(name, database):
+    project = get_project(name)
+    manage(name, database, "migrate", "demoapp", project.start)
+    manage(name, database, "seed_large_table", "--large-count", "45000")
+    manage(name, database, "migrate", "demoapp")
+    [(nullable,)] = query(database, "SELECT is_nullable FROM information_schema.columns "
+                                    "WHERE table_name = 'large_user' AND column_name = 'status'")
+    assert nullable == "NO"
+    assert query(database, "SELECT count(*) FROM large_user WHERE status = 'active'") == [(45000,)]
+
+
+def test_seed_replaces_rows_and_keeps_the_table_as_it_was(database):
+    name = "proj01_safe_backfill"
+    manage(name, database, "migrate", "demoapp", get_project(name).start)
+    indexes = query(database, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'large_user' ORDER BY 1")
+    manage(name, database, "seed_large_table", "--large-count", "12345")
+    manage(name, database, "seed_large_table", "--large-count", "2500")  # replaces, never appends
+    assert query(database, "SELECT count(*), min(id), max(id), count(DISTINCT email) FROM large_user") == [
+        (2500, 1, 2500, 2500)
+    ]
+    assert query(database, "SELECT count(*) FROM small_user") == [(10,)]
+    assert query(database, "SELECT count(*) FROM large_user WHERE status IS NULL") == [(2500,)]
+    # the indexes dropped for the load are back, exactly as they were
+    assert query(database, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'large_user' ORDER BY 1") == indexes
+    # the id sequence continues after the seeded rows
+    assert query(database, "INSERT INTO large_user (name, email) VALUES ('x', 'x@example.com') RETURNING id") == [(2501,)]
+    # and the planner knows the size (ANALYZE ran)
+    assert query(database, "SELECT reltuples::bigint FROM pg_class WHERE relname = 'large_user'") == [(2500,)]
+
+
+@pytest.mark.parametrize("bad", ["abc", "-5", "1.5"])
+def test_seed_rejects_a_bad_count_in_one_line(bad, database):
+    done = manage("proj01_safe_backfill", database, "seed_large_table", "--large-count", bad, check=False)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert "--large-count" in done.stderr
+
+
+def test_backfill_resumes_where_it_stopped_and_is_idempotent(database):
+    name = "proj01_safe_backfill"
+    manage(name, database, "migrate", "demoapp", "0002_add_status_nullable")
+    manage(name, database, "seed_large_table", "--large-count", "60000")
+    manage(name, database, "migrate", "demoapp", "0003_status_db_default_for_new_rows")
+    # An interrupted run: the first 30,000 rows were committed, the rest not.
+    query(database, "UPDATE large_user SET status = 'active' WHERE id <= 30000")
+    query(database, "UPDATE large_user SET status = 'kept' WHERE id = 10")  # filled before: never overwritten
+    done = manage(name, database, "migrate", "demoapp", "0004_backfill_status_batched")
+    assert "backfill done, 30,000 rows" in done.stdout  # only the rows still NULL, from id 30,001 on
+    assert query(database, "SELECT count(*) FROM large_user WHERE status IS NULL") == [(0,)]
+    assert query(database, "SELECT status FROM large_user WHERE id = 10") == [("kept",)]
+    # rows written during the backfill get the default for new rows
+    assert query(database, "INSERT INTO large_user (name, email) VALUES ('n', 'n@example.com') RETURNING status") == [
+        ("active",)
+    ]
+
+
+def test_backfill_refuses_to_run_inside_an_atomic_migration(database, tmp_path):
+    from migrationlab.operations import BackfillInBatches, NeedsNonAtomicMigration  # noqa: F401 (documented name)
+
+    name = "proj01_safe_backfill"
+    manage(name, database, "migrate", "demoapp", "0003_status_db_default_for_new_rows")
+    done = manage(name, database, "shell", "-c", (
+        "from django.db import connection, transaction\n"
+        "from django.db.migrations.state import ProjectState\n"
+        "from django.db.migrations.loader import MigrationLoader\n"
+        "from django.db.models import Q, Value\n"
+        "from migrationlab.operations import BackfillInBatches, NeedsNonAtomicMigration\n"
+        "state = MigrationLoader(connection).project_state(('demoapp', '0003_status_db_default_for_new_rows'))\n"
+        "op = BackfillInBatches('largeuser', set={'status': Value('x')}, where=Q(status__isnull=True))\n"
+        "try:\n"
+        "    with connection.schema_editor(atomic=True) as editor:\n"
+        "        op.database_forwards('demoapp', editor, state, state)\n"
+        "except NeedsNonAtomicMigration as e:\n"
+        "    print('refused:', e)\n"
+    ))
+    assert "refused: BackfillInBatches commits as it goes" in done.stdout
