@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg2
@@ -44,49 +45,48 @@ def embedded_server():
     return EmbeddedPostgres(lab_home() / "postgres", int(port))
 
 
-def _admin(dsn: str):
+@contextmanager
+def _cursor(dsn: str):
+    """An autocommit cursor on a connection of its own, closed afterwards."""
     connection = psycopg2.connect(dsn)
     connection.autocommit = True
-    return connection
+    try:
+        with connection.cursor() as cursor:
+            yield cursor
+    finally:
+        connection.close()
+
+
+def _scalar(dsn: str, statement, params=None):
+    with _cursor(dsn) as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchone()[0]
 
 
 def database_exists(admin_dsn: str, name: str) -> bool:
-    with _admin(admin_dsn) as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        return cursor.fetchone() is not None
+    return _scalar(admin_dsn, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)", [name])
 
 
 def create_database(admin_dsn: str, name: str) -> bool:
     """Create it if missing; True if created."""
     if database_exists(admin_dsn, name):
         return False
-    connection = _admin(admin_dsn)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    finally:
-        connection.close()
+    with _cursor(admin_dsn) as cursor:
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return True
+
+
+def drop_database(admin_dsn: str, name: str) -> bool:
+    """Drop it (ending its sessions) if it exists; True if dropped."""
+    if not database_exists(admin_dsn, name):
+        return False
+    with _cursor(admin_dsn) as cursor:
+        cursor.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
     return True
 
 
 def table_is_empty(database_url: str, table: str) -> bool:
-    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
-        cursor.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table)))
-        empty = cursor.fetchone()[0]
-    connection.close()
-    return empty
-
-
-def drop_database(admin_dsn: str, name: str) -> bool:
-    if not database_exists(admin_dsn, name):
-        return False
-    connection = _admin(admin_dsn)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-    finally:
-        connection.close()
-    return True
+    return _scalar(database_url, sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table)))
 
 
 def run_manage(project: Project, database_url: str, args: list[str], capture: bool = False) -> subprocess.CompletedProcess:

@@ -122,12 +122,12 @@ def seed(
                 f"{time.monotonic() - started:.1f} s"
             )
         if rebuilds:
-            progress(f"  {large_table}: rebuilding {len(rebuilds)} index(es)")
+            progress(f"  {large_table}: rebuilding {len(rebuilds)} index(es), {time.monotonic() - started:.1f} s")
         for statement in rebuilds:
             cursor.execute(statement)
         _reset_id_sequence(cursor, large_table)
     connection.commit()
-    progress(f"  {large_table}: VACUUM ANALYZE")
+    progress(f"  {large_table}: committed; VACUUM ANALYZE, {time.monotonic() - started:.1f} s")
     autocommit = connection.autocommit
     connection.autocommit = True
     try:

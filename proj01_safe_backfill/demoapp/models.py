@@ -1,23 +1,22 @@
 from django.db import models
 
+from migrationlab.stories.users import UserRow
 
-class UserRow(models.Model):
-    name = models.CharField(max_length=100)
-    email = models.EmailField()
-    # The lesson: added nullable (0002), every existing row NULL; 0003-0007 make it NOT NULL without downtime.
-    # db_default: the database fills it for rows the application inserts without one.
+
+class User(UserRow):
+    # The lesson: added nullable (0002), NULL in every row; 0003-0007 make it NOT NULL without downtime.
+    # db_default: the database fills it in for rows inserted without one.
     status = models.CharField(max_length=20, db_default="active")
-    updated_at = models.DateTimeField(null=True)
 
     class Meta:
         abstract = True
 
 
-class SmallUser(UserRow):
+class SmallUser(User):
     class Meta:
         db_table = "small_user"
 
 
-class LargeUser(UserRow):
+class LargeUser(User):
     class Meta:
         db_table = "large_user"
