@@ -14,6 +14,9 @@ timeout = 120
 graceful_timeout = 5
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
 errorlog = "-"
+# gunicorn >= 25.1 opens a control socket at ~/.gunicorn/gunicorn.ctl: one path shared by every project's server
+# (each start would take it over from the others), and nothing here uses it.
+control_socket_disable = True
 loglevel = "info"
 # Each request's queries give up after 5 s: a request queued behind a migration ends as a 503 instead of
 # piling up (the curl loop gives up at 3 s anyway). Migrations run through manage.py, without this.
