@@ -10,7 +10,8 @@ import argparse
 
 from common import drop_database, fresh_database, machine, timed
 
-PROJECT = "proj01_safe_backfill"
+# The risky twin: its model has no db_default, which would put bulk_create on a much slower path.
+PROJECT = "proj01_add_not_null_constraint"
 
 BULK_CREATE = """
 from demoapp.models import LargeUser

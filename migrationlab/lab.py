@@ -157,6 +157,16 @@ def start_web(project: Project, database_url: str, port: int, ready_seconds: flo
             start_new_session=True,  # a Ctrl-C in the terminal that ran `up` must not stop the server
         )
     pids.write_text(str(process.pid))  # serve exec()s gunicorn: same pid
+    try:
+        _wait_until_ready(process, project, port, ready_seconds, instance)
+    except BaseException:  # Ctrl-C or a failed start: leave nothing running behind
+        stop_web(project, instance=instance)
+        raise
+    return process.pid
+
+
+def _wait_until_ready(process, project: Project, port: int, ready_seconds: float, instance: str | None) -> None:
+    log, pids = log_file(project, instance), pid_file(project, instance)
     url = f"http://127.0.0.1:{port}/list_large/"
     deadline = time.monotonic() + ready_seconds
     while not _answers(url):
@@ -165,10 +175,8 @@ def start_web(project: Project, database_url: str, port: int, ready_seconds: flo
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
             raise LabError(f"the web server of {project.name} exited: {' '.join(tail)} (log: {log})")
         if time.monotonic() > deadline:
-            stop_web(project, instance=instance)
             raise LabError(f"the web server of {project.name} did not answer within {ready_seconds:.0f} s (log: {log})")
         time.sleep(0.2)  # polling a server that is starting up
-    return process.pid
 
 
 def stop_web(project: Project, wait_seconds: float = 10.0, instance: str | None = None) -> bool:

@@ -5,7 +5,7 @@ import sys
 import psycopg2
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from migrationlab.lockjudge import judge_step
 from migrationlab.scenarios import load_project
@@ -39,6 +39,8 @@ class Command(BaseCommand):
                     judge_step(project, step, monitor, write_id=(last_id + 1) // 2, table_rows=table_rows)
                     for step in project.steps
                 ]
+        except DatabaseError as failure:
+            raise CommandError(f"a step failed: {str(failure).strip().splitlines()[0]}") from failure
         finally:
             monitor.close()
         if options["json"]:
