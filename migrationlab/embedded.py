@@ -38,7 +38,11 @@ SERVER_SETTINGS = {
     "max_wal_size": "8GB",
     "shared_buffers": "512MB",
     "max_connections": "200",
+    # A backfill evicts dirty pages by the hundred megabytes; without this the kernel lets them pile up and
+    # flushes them in bursts, and every commit's WAL fsync waits behind the burst (I/O stalls, not locks).
+    "backend_flush_after": "256kB",
     "log_lock_waits": "on",
+    "log_autovacuum_min_duration": "0",  # autovacuum competes with backfills and yields to DDL: show it
 }
 
 
