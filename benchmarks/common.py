@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,8 +54,9 @@ def timed(project_name: str, database_url: str, body: str, echo: bool = True) ->
     )
     if done.returncode != 0:
         raise SystemExit(f"benchmark step failed: {done.stderr.strip().splitlines()[-1:]}")
-    output = done.stdout
+    # Progress lines may leave the cursor mid-line: find the marker anywhere.
+    marker = re.search(r"BENCHMARK (\{.*\})", done.stdout)
+    output = done.stdout[: marker.start()] + done.stdout[marker.end():]
     if echo:
-        print("\n".join(line for line in output.splitlines() if not line.startswith("BENCHMARK")))
-    result = next(line for line in output.splitlines() if line.startswith("BENCHMARK "))
-    return json.loads(result.removeprefix("BENCHMARK "))["seconds"], output
+        print(output)
+    return json.loads(marker.group(1))["seconds"], output

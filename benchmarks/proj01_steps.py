@@ -29,8 +29,9 @@ def main() -> None:
             table.append(f"| {project.name} | seed {args.rows:,} rows | - | {seconds:.1f} | |")
             for step in project.steps:
                 seconds, output = timed(project.name, url, f"call_command('migrate', 'demoapp', '{step.migration}')")
-                slowest = re.search(r"large_user: backfill done, .* slowest batch (\d+) ms", output)
-                note = f"slowest batch {slowest.group(1)} ms" if slowest else ""
+                batches = re.search(r"large_user: backfill done, [^;]*; (.*? over 250 ms)", output)
+                vacuum = re.search(r"large_user: VACUUM \(ANALYZE\) after the backfill, ([\d.]+ s)", output)
+                note = f"{batches.group(1)}; then VACUUM {vacuum.group(1)}" if batches else ""
                 table.append(f"| {project.name} | {step.migration} | {step.kind} | {seconds:.2f} | {note} |")
         finally:
             drop_database(f"bench_{project.name}")
