@@ -20,12 +20,9 @@ test: install
 	$(BIN)/python -m pytest
 
 demo: install
-	$(BIN)/python -m migrationlab up proj01_add_not_null_constraint --rows 2000000
-	$(BIN)/python -m migrationlab up proj01_safe_backfill --rows 2000000
+	$(BIN)/python -m migrationlab showdown 1 --rows 1000000 --out showdown-demo
 	@echo
-	@echo "Both projects are up. In one terminal run the curl loop of proj01_add_not_null_constraint/DEMO_COMMANDS.md"
-	@echo "(port 8010), in another:  $(BIN)/python -m migrationlab manage proj01_add_not_null_constraint -- migrate demoapp"
-	@echo "Then the same with proj01_safe_backfill (port 8011). Stop everything with:  $(BIN)/python -m migrationlab down"
+	@echo "The chart is showdown-demo/chart.png (numbers: showdown-demo/report.json). Bigger table: add --rows 10000000."
 
 clean:
 	-$(BIN)/python -m migrationlab down

@@ -5,6 +5,7 @@
     manage PROJECT -- ARGS...     the project's manage.py against its lab database
     down [PROJECT] [--purge]      stop servers (and PostgreSQL when none is left); --purge deletes data
     serve PROJECT [--bind ADDR]   migrate to the start migration, then exec gunicorn (the container's command)
+    showdown SCENARIO [--rows N]  measure each step's downtime: API probe, lock timeline, report, chart
 """
 
 from __future__ import annotations
@@ -134,6 +135,21 @@ def cmd_serve(args) -> int:
     os.execve(argv[0], argv, env)  # gunicorn takes this process's place (PID 1 in the container)
 
 
+def cmd_showdown(args) -> int:
+    from pathlib import Path
+
+    from migrationlab.errors import LabError
+    from migrationlab.showdown.runner import Options, run
+
+    if not 0 < args.rate <= 500:
+        raise LabError(f"--rate must be more than 0 and at most 500 requests per second, got {args.rate:g}")
+    if not 0 < args.timeout <= 600:
+        raise LabError(f"--timeout must be more than 0 and at most 600 seconds, got {args.timeout:g}")
+    run(Options(selector=args.scenario, rows=args.rows, rate_per_s=args.rate, timeout_s=args.timeout,
+                out_dir=Path(args.out) if args.out else None, database_url=args.database_url))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m migrationlab", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -163,6 +179,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("project")
     serve.add_argument("--bind", default="0.0.0.0:8000", help="address:port to listen on (default 0.0.0.0:8000)")
     serve.set_defaults(run=cmd_serve)
+
+    showdown = commands.add_parser("showdown", help="measure how long each step of a scenario stalls the API, and why")
+    showdown.add_argument("scenario", help="a scenario number (1 runs both proj01 projects) or a project name")
+    showdown.add_argument("--rows", type=row_count, default=None, metavar="N",
+                          help=f"rows in the large table (default {DEFAULT_ROWS:,})")
+    showdown.add_argument("--rate", type=float, default=20.0, metavar="R",
+                          help="requests per second to each endpoint, whatever the earlier ones do (default 20)")
+    showdown.add_argument("--timeout", type=float, default=3.0, metavar="S",
+                          help="seconds after which a request counts as failed, like curl --max-time (default 3)")
+    showdown.add_argument("--out", metavar="DIR",
+                          help="where report.json and chart.png go (default ./showdown-NN-TIME)")
+    showdown.add_argument("--database-url", metavar="URL",
+                          help="run on this PostgreSQL >= 14 instead of the embedded one; the showdown creates and "
+                               "drops databases of its own there (needs CREATEDB) and touches no other")
+    showdown.set_defaults(run=cmd_showdown)
     return parser
 
 

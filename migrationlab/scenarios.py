@@ -19,11 +19,29 @@ from migrationlab import REPO_ROOT
 #   throughout - waits behind a transaction that works through the whole table.
 WAIT_CLAIMS = ("never", "briefly", "throughout")
 STEP_KINDS = ("risky", "safe")
+# What the showdown starts beside a step's migration (see Actor).
+ACTOR_KINDS = ("long_query", "previous_release")
 PROJECT_NAME = re.compile(r"^proj(\d\d)_[a-z0-9_]+$")
 
 
 class ScenarioError(ValueError):
     """A scenario.toml is missing or malformed, or a project/scenario name is unknown."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Something the showdown starts just before a step's migration and keeps until the project's run ends.
+
+    long_query        - a report session that reads the large table and keeps it (ACCESS SHARE) for `seconds`;
+    previous_release  - a second web server of the project, started with `env` added to its environment (what
+                        selects the release still serving traffic), probed like the main one.
+
+    In scenario.toml:  actors = [{kind = "long_query", seconds = 20}]
+    """
+
+    kind: str
+    seconds: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -33,6 +51,7 @@ class Step:
     reads: str
     writes: str
     what: str
+    actors: tuple[Actor, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,26 @@ def _require(data: dict, key: str, where: Path, kind: type = str):
     return value
 
 
+def _load_actors(raw: dict, where: Path) -> tuple[Actor, ...]:
+    actors = []
+    for entry in raw.get("actors", []):
+        step = raw.get("migration", "?")
+        if not isinstance(entry, dict) or entry.get("kind") not in ACTOR_KINDS:
+            raise ScenarioError(f"{where}: step {step}: an actor is a table with kind one of {ACTOR_KINDS}")
+        unknown = set(entry) - {"kind", "seconds", "env"}
+        if unknown:
+            raise ScenarioError(f"{where}: step {step}: unknown actor key(s) {', '.join(sorted(unknown))}")
+        seconds, env = entry.get("seconds", 0.0), entry.get("env", {})
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ScenarioError(f"{where}: step {step}: actor seconds must be a number >= 0")
+        if entry["kind"] == "long_query" and seconds <= 0:
+            raise ScenarioError(f"{where}: step {step}: a long_query actor needs seconds > 0")
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise ScenarioError(f"{where}: step {step}: actor env must be a table of strings")
+        actors.append(Actor(kind=entry["kind"], seconds=float(seconds), env=dict(env)))
+    return tuple(actors)
+
+
 def load_project(folder: Path) -> Project:
     path = folder / "scenario.toml"
     try:
@@ -94,6 +133,7 @@ def load_project(folder: Path) -> Project:
             reads=_require(raw, "reads", path),
             writes=_require(raw, "writes", path),
             what=_require(raw, "what", path),
+            actors=_load_actors(raw, path),
         )
         if step.kind not in STEP_KINDS:
             raise ScenarioError(f"{path}: step {step.migration}: kind must be one of {STEP_KINDS}")

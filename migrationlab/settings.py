@@ -65,6 +65,10 @@ def database_from_environment(environ=os.environ) -> dict:
     if timeout_ms:
         database["OPTIONS"]["options"] = f"-c statement_timeout={int(timeout_ms)}"
     database["OPTIONS"].setdefault("application_name", environ.get("MIGRATIONLAB_APPLICATION_NAME", "django"))
+    # Each gunicorn thread keeps its connection: a new one per request would cap the server at ~90 requests/s here,
+    # and after a long lock it would take that much longer to work off the requests queued behind it.
+    database["CONN_MAX_AGE"] = int(environ.get("DJANGO_CONN_MAX_AGE", "60"))
+    database["CONN_HEALTH_CHECKS"] = True
     return database
 
 

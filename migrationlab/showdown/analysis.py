@@ -1,0 +1,359 @@
+"""From measurements to numbers: per window (the baseline, each step) latencies, stalls, locks and a verdict.
+
+Pure functions of the probe's requests and the sampler's lock samples; no I/O. Definitions (docs/showdown.md):
+
+- normal latency of an endpoint: max(3 x its baseline p90, 100 ms) (p90, not p99: a 3-second baseline has 60
+  requests, and its p99 would be its single slowest one);
+- a request stalls from (send + normal latency) until it was answered or gave up; the stalls of all requests of
+  an endpoint merged into intervals, the longest stall of a window is the longest of those intervals that
+  starts inside it;
+- a request belongs to the window it was sent in;
+- a lock the migration held is sampled: held_s adds up the time from each sample that saw it to the next sample
+  (accurate to about one sampling interval; a lock held for less than one interval may go unseen);
+- a session waited on the migration when pg_blocking_pids() of its awaited lock names the migration's backend.
+  It is counted against the migration's strongest lock on the table it waits for (or, for a row lock, on the
+  table it is writing to). longest_wait_s comes from pg_locks.waitstart, not from sampling.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from migrationlab.showdown.probe import Request
+from migrationlab.showdown.sampler import LockSample
+
+MIGRATION_APPLICATION = "migration"  # application_name of the backend that applies a step (runner sets it)
+WEB_APPLICATION = "web"  # application_name of gunicorn's connections (migrationlab/gunicorn_conf.py)
+
+NORMAL_LATENCY_PERCENTILE = 0.90
+NORMAL_LATENCY_MULTIPLE = 3.0
+NORMAL_LATENCY_FLOOR_S = 0.100
+BLOCKED_AFTER_S = 0.5  # a stall this long, with a lock wait this long behind it, reads as "blocked"
+WAITED_THROUGHOUT = 0.5  # share of the time the migration held its lock with traffic waiting: "throughout"
+MAX_SAMPLE_WEIGHT_S = 0.25  # a gap in the samples (sampler starved of CPU) counts for no more than this
+
+# Weakest to strongest (each conflicts with at least what the previous one does).
+LOCK_MODES = (
+    "AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
+    "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock",
+)
+
+
+@dataclass(frozen=True)
+class Window:
+    start_s: float
+    end_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    def __contains__(self, moment: float) -> bool:
+        return self.start_s <= moment < self.end_s
+
+
+def lock_strength(mode: str) -> int:
+    return LOCK_MODES.index(mode) if mode in LOCK_MODES else -1
+
+
+def lock_name(mode: str) -> str:
+    """AccessExclusiveLock -> ACCESS EXCLUSIVE (how the PostgreSQL docs name the modes)."""
+    words = re.findall(r"[A-Z][a-z]*", mode.removesuffix("Lock"))
+    return " ".join(words).upper() or mode
+
+
+def seconds_or_ms(value: float) -> str:
+    return f"{value:.1f} s" if value >= 1 else f"{value * 1000:.0f} ms"
+
+
+# -- requests ---------------------------------------------------------------------------------------------------
+
+def percentile(sorted_values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of already sorted values; None for no values."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def normal_latency(baseline: list[Request]) -> float:
+    answered = sorted(request.latency_s for request in baseline if not request.failed)
+    typical = percentile(answered, NORMAL_LATENCY_PERCENTILE) or 0.0
+    return max(NORMAL_LATENCY_MULTIPLE * typical, NORMAL_LATENCY_FLOOR_S)
+
+
+def stall_intervals(requests: list[Request], normal_s: float) -> list[tuple[float, float]]:
+    """Merged intervals in which at least one request was outstanding past the normal latency."""
+    spans = sorted((r.sent_s + normal_s, r.sent_s + r.latency_s) for r in requests if r.latency_s > normal_s)
+    merged: list[list[float]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(start, end) for start, end in merged]
+
+
+def longest_stall_span(stalls: list[tuple[float, float]], window: Window) -> tuple[float, float] | None:
+    """The longest stall interval that starts in the window, or None."""
+    mine = [(start, end) for start, end in stalls if start in window]
+    return max(mine, key=lambda span: span[1] - span[0], default=None)
+
+
+def longest_stall(stalls: list[tuple[float, float]], window: Window) -> float:
+    span = longest_stall_span(stalls, window)
+    return span[1] - span[0] if span else 0.0
+
+
+def stall_after(stalls: list[tuple[float, float]], window: Window, moment: float | None) -> float:
+    """How long the window's longest stall went on past `moment` (the migration's last lock): the server
+    answering the requests that queued up behind the lock, before new ones get through."""
+    span = longest_stall_span(stalls, window)
+    return max(0.0, span[1] - moment) if span and moment is not None else 0.0
+
+
+def endpoint_stats(requests: list[Request], window: Window, stalls: list[tuple[float, float]]) -> dict:
+    sent_in_window = [r for r in requests if r.sent_s in window]
+    latencies = sorted(r.latency_s for r in sent_in_window)
+    return {
+        "requests": len(sent_in_window),
+        "failures": sum(r.failed for r in sent_in_window),
+        "timeouts": sum(r.error == "timeout" for r in sent_in_window),
+        "p50_s": _rounded(percentile(latencies, 0.50)),
+        "p95_s": _rounded(percentile(latencies, 0.95)),
+        "p99_s": _rounded(percentile(latencies, 0.99)),
+        "max_s": _rounded(latencies[-1] if latencies else None),
+        "longest_stall_s": _rounded(longest_stall(stalls, window)),
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+# -- locks ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class _LockTally:
+    held_s: float = 0.0
+    waited_s: float = 0.0
+    waited_behind: set = field(default_factory=set)
+    waiters_max: int = 0
+    longest_wait_s: float = 0.0
+    waiter_pids: set = field(default_factory=set)
+
+
+def _weights(samples: list[LockSample], interval_s: float, window: Window | None = None):
+    """(sample, seconds it stands for) for each sample in the window: up to the next sample."""
+    for index, sample in enumerate(samples):
+        if window is not None and sample.at_s not in window:
+            continue
+        following = samples[index + 1].at_s if index + 1 < len(samples) else sample.at_s + interval_s
+        if window is not None:
+            following = min(following, window.end_s)
+        yield sample, min(max(following - sample.at_s, 0.0), MAX_SAMPLE_WEIGHT_S)
+
+
+def _migration_view(sample: LockSample, tables: list[str]):
+    """The migration's pids; its strongest lock (held or awaited) per table; the sessions waiting on it.
+
+    Each waiter comes as (pid, application, the table it waits on, the mode it asks for, seconds so far).
+    """
+    migration = {row.pid for row in sample.rows if row.application == MIGRATION_APPLICATION}
+    strongest: dict[str, tuple[str, bool]] = {}
+    held_by_others: dict[int, list[str]] = defaultdict(list)
+    for row in sample.rows:
+        if row.relation not in tables:
+            continue
+        if row.pid in migration:
+            current = strongest.get(row.relation)
+            if current is None or lock_strength(row.mode) > lock_strength(current[0]):
+                strongest[row.relation] = (row.mode, row.granted)
+        elif row.granted:
+            held_by_others[row.pid].append(row.relation)
+    waiters = []
+    for row in sample.rows:
+        if row.granted or row.pid in migration or not migration & set(row.blocked_by):
+            continue
+        candidates = [row.relation] if row.relation in tables else held_by_others.get(row.pid, [])
+        on = next((table for table in candidates if table in strongest), None)
+        if on is None and strongest:  # e.g. waiting on an index of the table: blame the strongest lock
+            on = max(strongest, key=lambda table: lock_strength(strongest[table][0]))
+        if on is not None:
+            waiters.append((row.pid, row.application, on, row.mode, row.waited_s or 0.0))
+    return migration, strongest, waiters
+
+
+def migration_locks(samples: list[LockSample], window: Window, tables: list[str], interval_s: float) -> list[dict]:
+    """The locks the migration held (or waited for) on the tables in the window, and who waited on them."""
+    tallies: dict[tuple[str, str], _LockTally] = defaultdict(_LockTally)
+    for sample, weight in _weights(samples, interval_s, window):
+        migration, strongest, waiters = _migration_view(sample, tables)
+        who = {row.pid: row.application for row in sample.rows} | {w.pid: w.application for w in sample.other_waits}
+        for row in sample.rows:
+            if row.pid in migration and row.relation in tables:
+                tally = tallies[(row.relation, row.mode)]
+                if row.granted:
+                    tally.held_s += weight
+                else:
+                    tally.waited_s += weight
+                    tally.waited_behind |= {who.get(pid, f"pid {pid}") for pid in row.blocked_by
+                                            if pid not in migration}
+        waiting_now: dict[tuple[str, str], set] = defaultdict(set)
+        for pid, _, table, _, waited_s in waiters:
+            key = (table, strongest[table][0])
+            waiting_now[key].add(pid)
+            tally = tallies[key]
+            tally.waiter_pids.add(pid)
+            tally.longest_wait_s = max(tally.longest_wait_s, waited_s)
+        for key, pids in waiting_now.items():
+            tallies[key].waiters_max = max(tallies[key].waiters_max, len(pids))
+    locks = [
+        {
+            "relation": relation,
+            "mode": mode,
+            "held_s": round(tally.held_s, 3),
+            "waited_s": round(tally.waited_s, 3),
+            "waited_behind": sorted(tally.waited_behind),
+            "waiters_max": tally.waiters_max,
+            "waiters_total": len(tally.waiter_pids),
+            "longest_wait_s": round(tally.longest_wait_s, 3),
+        }
+        for (relation, mode), tally in tallies.items()
+    ]
+    return sorted(locks, key=lambda lock: (tables.index(lock["relation"]), -lock_strength(lock["mode"])))
+
+
+def web_waits(samples: list[LockSample], window: Window, tables: list[str], interval_s: float) -> dict:
+    """How the web's reads and writes waited on the migration: per kind, in scenario.toml's words (level), how
+    many sessions, and the longest wait of one (pg_locks.waitstart).
+
+    level never: no web session was seen waiting on it; throughout: the migration held its lock for at least
+    BLOCKED_AFTER_S and web sessions were waiting on it for at least half of that time (the migration working
+    through the table with traffic queued behind it); briefly: anything in between, including traffic queued
+    behind a migration that was itself still waiting for its lock. A read asks for ACCESS SHARE; anything else a
+    web session waits for (ROW EXCLUSIVE, a row lock) is a write.
+    """
+    held_s = 0.0
+    waited_while_held = {"reads": 0.0, "writes": 0.0}
+    sessions: dict[str, set] = {"reads": set(), "writes": set()}
+    longest = {"reads": 0.0, "writes": 0.0}
+    for sample, weight in _weights(samples, interval_s, window):
+        _, strongest, waiters = _migration_view(sample, tables)
+        holding = any(granted for _, granted in strongest.values())
+        held_s += weight if holding else 0.0
+        kinds_now = set()
+        for pid, application, _, mode, waited in waiters:
+            if application != WEB_APPLICATION:
+                continue
+            kind = "reads" if mode == "AccessShareLock" else "writes"
+            kinds_now.add(kind)
+            sessions[kind].add(pid)
+            longest[kind] = max(longest[kind], waited)
+        for kind in kinds_now:
+            waited_while_held[kind] += weight if holding else 0.0
+
+    def level(kind: str) -> str:
+        if not sessions[kind]:
+            return "never"
+        held_long = held_s >= BLOCKED_AFTER_S and waited_while_held[kind] >= WAITED_THROUGHOUT * held_s
+        return "throughout" if held_long else "briefly"
+
+    return {kind: {"level": level(kind), "sessions": len(sessions[kind]), "longest_wait_s": round(longest[kind], 3)}
+            for kind in sessions}
+
+
+def lock_timeline(samples: list[LockSample], tables: list[str], interval_s: float) -> list[dict]:
+    """Intervals of the migration's strongest lock per table (held, or awaited: granted false)."""
+    segments: list[dict] = []
+    open_segments: dict[str, dict] = {}
+    for sample, weight in _weights(samples, interval_s):
+        _, strongest, _ = _migration_view(sample, tables)
+        for table in tables:
+            state = strongest.get(table)
+            current = open_segments.get(table)
+            continues = current and abs(current["end_s"] - sample.at_s) < 1e-6  # no gap since the last sample
+            if continues and state == (current["mode"], current["granted"]):
+                current["end_s"] = sample.at_s + weight
+                continue
+            if current:
+                segments.append(open_segments.pop(table))
+            if state:
+                open_segments[table] = {"relation": table, "mode": state[0], "granted": state[1],
+                                        "start_s": sample.at_s, "end_s": sample.at_s + weight}
+    segments.extend(open_segments.values())
+    for segment in segments:
+        segment["start_s"], segment["end_s"] = round(segment["start_s"], 3), round(segment["end_s"], 3)
+    return sorted(segments, key=lambda segment: (segment["start_s"], segment["relation"]))
+
+
+def web_other_waits(samples: list[LockSample], window: Window, interval_s: float, most: int = 3) -> dict[str, float]:
+    """What web sessions were seen waiting on besides locks (IO:WALSync, ...): seconds in which at least one was,
+    per wait event, the `most` largest."""
+    seconds: dict[str, float] = defaultdict(float)
+    for sample, weight in _weights(samples, interval_s, window):
+        for event in {wait.event for wait in sample.other_waits if wait.application == WEB_APPLICATION}:
+            seconds[event] += weight
+    ranked = sorted(seconds.items(), key=lambda item: -item[1])[:most]
+    return {event: round(value, 3) for event, value in ranked}
+
+
+# -- verdict ----------------------------------------------------------------------------------------------------
+
+ACCESS_WORDS = {"list_large": "reads", "update_order": "writes"}
+
+
+def describe_endpoint(stats: dict, longest_lock_wait_s: float, other_waits: dict[str, float] | None = None,
+                      after_locks_s: float = 0.0) -> str:
+    """`blocked 6.2 s`: a stall of at least BLOCKED_AFTER_S, mostly a web session waiting on the migration (its
+    longest wait at least half the stall, or BLOCKED_AFTER_S). A long stall that lock waits do not explain is the
+    machine being slow (CPU, disk), and is called that, with what web sessions were seen waiting on instead."""
+    stall, failures, requests = stats["longest_stall_s"] or 0.0, stats["failures"], stats["requests"]
+    failed = f" ({failures} of {requests} failed)" if failures else ""
+    if requests == 0:
+        return "not probed"
+    if stall >= BLOCKED_AFTER_S and longest_lock_wait_s >= min(BLOCKED_AFTER_S, stall / 2):
+        notes = [f"{failures} of {requests} failed"] if failures else []
+        if after_locks_s >= BLOCKED_AFTER_S:
+            notes.append(f"{after_locks_s:.1f} s of it after the lock was gone")
+        return f"blocked {stall:.1f} s" + (f" ({', '.join(notes)})" if notes else "")
+    slowest = seconds_or_ms(stats["max_s"] or 0.0)
+    if stall >= BLOCKED_AFTER_S:
+        locked = (f"at most {seconds_or_ms(longest_lock_wait_s)} of it waiting on a lock" if longest_lock_wait_s
+                  else "not waiting on a lock")
+        seen = f"; web sessions seen waiting on {', '.join(other_waits)}" if other_waits else ""
+        return f"slow for {stall:.1f} s, {locked} (max {slowest}{seen}){failed}"
+    if failures:
+        return f"failing{failed}"
+    return f"slowed (max {slowest})" if stall > 0 else f"ok (max {slowest})"
+
+
+def verdict(endpoints: dict, locks: list[dict], waits: dict, interval_s: float,
+            other_waits: dict[str, float] | None = None, after_locks: dict[str, float] | None = None) -> str:
+    """One line: what the step did to reads and writes, and the lock responsible."""
+
+    def described(name: str, word: str) -> str:
+        return describe_endpoint(endpoints[name], waits[word]["longest_wait_s"], other_waits,
+                                 (after_locks or {}).get(name, 0.0))
+
+    parts = [f"{word} {described(name, word)}" for name, word in ACCESS_WORDS.items() if name in endpoints]
+    previous = [f"{word} {described(f'previous_release/{name}', word)}"
+                for name, word in ACCESS_WORDS.items() if f"previous_release/{name}" in endpoints]
+    if previous:
+        parts.append("previous release: " + ", ".join(previous))
+    text = ", ".join(parts)
+    waited_on = [lock for lock in locks if lock["waiters_total"]]
+    if waited_on:
+        culprit = max(waited_on, key=lambda lock: (lock["longest_wait_s"], lock_strength(lock["mode"])))
+        queued = (f", itself queued {seconds_or_ms(culprit['waited_s'])} behind {', '.join(culprit['waited_behind'])}"
+                  if culprit["waited_behind"] else "")
+        return f"{text} — {lock_name(culprit['mode'])} on {culprit['relation']}{queued}"
+    held = [lock for lock in locks if lock["held_s"] or lock["waited_s"]]
+    if held:
+        strongest = max(held, key=lambda lock: (lock_strength(lock["mode"]), lock["held_s"]))
+        return (f"{text} — {lock_name(strongest['mode'])} on {strongest['relation']} "
+                f"for {seconds_or_ms(strongest['held_s'] + strongest['waited_s'])}, nobody waited")
+    return f"{text} — no lock held long enough to sample (< {interval_s * 1000:.0f} ms)"

@@ -1,0 +1,287 @@
+"""The showdown's results: the JSON report (schema.py), the terminal table, the risky-vs-safe summary, files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from migrationlab.scenarios import Project, Step
+from migrationlab.showdown import analysis
+from migrationlab.showdown.analysis import ACCESS_WORDS, Window, lock_name, lock_strength
+from migrationlab.showdown.probe import Request
+from migrationlab.showdown.sampler import LockSample
+from migrationlab.showdown.schema import REPORT_FORMAT
+
+MAIN_ENDPOINTS = ("list_large", "update_order")
+
+
+@dataclass
+class StepRun:
+    step: Step
+    window: Window
+    log: str  # the step's manage.py output, relative to the output folder
+    actors: list[tuple[str, str]] = field(default_factory=list)  # (kind, description)
+
+
+@dataclass
+class ProjectRun:
+    """Everything measured in one project's run, as the runner hands it over."""
+
+    project: Project
+    database: str
+    seed_s: float
+    baseline: Window
+    steps: list[StepRun]
+    after: Window  # probing on after the last step, until the API answers normally again
+    requests: list[Request]
+    samples: list[LockSample]
+    interval_s: float
+    probe: dict
+    sampler: dict
+
+
+@dataclass(frozen=True)
+class Settings:
+    rows: int
+    rate_per_s: float
+    timeout_s: float
+    sample_interval_s: float
+    baseline_s: float
+
+
+# -- JSON -------------------------------------------------------------------------------------------------------
+
+def _endpoint_names(requests: list[Request]) -> list[str]:
+    others = sorted({r.endpoint for r in requests} - set(MAIN_ENDPOINTS))
+    return [*MAIN_ENDPOINTS, *others]
+
+
+def project_report(run: ProjectRun) -> dict:
+    project = run.project
+    tables = [project.large_table, project.small_table]
+    names = _endpoint_names(run.requests)
+    by_endpoint = {name: [r for r in run.requests if r.endpoint == name] for name in names}
+    normal = {name: analysis.normal_latency([r for r in by_endpoint[name] if r.sent_s in run.baseline])
+              for name in MAIN_ENDPOINTS}
+    for name in names:  # a previous release has no baseline of its own: it serves the same endpoints
+        normal.setdefault(name, normal[name.rsplit("/", 1)[-1]])
+    stalls = {name: analysis.stall_intervals(by_endpoint[name], normal[name]) for name in names}
+
+    def endpoints_in(window: Window) -> dict:
+        return {
+            name: analysis.endpoint_stats(by_endpoint[name], window, stalls[name])
+            for name in names
+            if name in MAIN_ENDPOINTS or any(r.sent_s in window for r in by_endpoint[name])
+        }
+
+    def window_fields(window: Window) -> dict:
+        return {"start_s": round(window.start_s, 3), "end_s": round(window.end_s, 3),
+                "duration_s": round(window.duration_s, 3), "endpoints": endpoints_in(window)}
+
+    timeline = analysis.lock_timeline(run.samples, tables, run.interval_s)
+    steps = []
+    for step_run in run.steps:
+        fields = window_fields(step_run.window)
+        locks_end = max((segment["end_s"] for segment in timeline if segment["start_s"] in step_run.window),
+                        default=None)
+        after_locks = {name: round(analysis.stall_after(stalls[name], step_run.window, locks_end), 3)
+                       for name in fields["endpoints"]}
+        locks = analysis.migration_locks(run.samples, step_run.window, tables, run.interval_s)
+        waits = analysis.web_waits(run.samples, step_run.window, tables, run.interval_s)
+        other_waits = analysis.web_other_waits(run.samples, step_run.window, run.interval_s)
+        steps.append({
+            "migration": step_run.step.migration,
+            "kind": step_run.step.kind,
+            "what": step_run.step.what,
+            **fields,
+            "actors": [{"kind": kind, "description": description} for kind, description in step_run.actors],
+            "locks": locks,
+            "claimed": {"reads": step_run.step.reads, "writes": step_run.step.writes},
+            "observed": {kind: wait["level"] for kind, wait in waits.items()},
+            "web_waits": {kind: {"sessions": wait["sessions"], "longest_wait_s": wait["longest_wait_s"]}
+                          for kind, wait in waits.items()},
+            "web_other_waits_s": other_waits,
+            "stall_after_locks_s": after_locks,
+            "verdict": analysis.verdict(fields["endpoints"], locks, waits, run.interval_s, other_waits, after_locks),
+            "log": step_run.log,
+        })
+    return {
+        "project": project.name,
+        "title": project.title,
+        "variant": project.variant,
+        "database": run.database,
+        "seed_s": round(run.seed_s, 3),
+        "normal_latency_s": {name: round(value, 4) for name, value in normal.items()},
+        "baseline": window_fields(run.baseline),
+        "steps": steps,
+        "after": window_fields(run.after),
+        "lock_timeline": timeline,
+        "probe": run.probe,
+        "sampler": run.sampler,
+    }
+
+
+def summary(projects: list[dict]) -> list[dict]:
+    """Per project and kind of step: all its steps together."""
+    rows = []
+    for project in projects:
+        for kind in ("risky", "safe"):
+            steps = [step for step in project["steps"] if step["kind"] == kind]
+            if not steps:
+                continue
+            endpoints = {}
+            for step in steps:
+                for name, stats in step["endpoints"].items():
+                    total = endpoints.setdefault(
+                        name, {"requests": 0, "failures": 0, "max_s": None, "longest_stall_s": 0.0})
+                    total["requests"] += stats["requests"]
+                    total["failures"] += stats["failures"]
+                    if stats["max_s"] is not None:
+                        total["max_s"] = max(total["max_s"] or 0.0, stats["max_s"])
+                    total["longest_stall_s"] = max(total["longest_stall_s"], stats["longest_stall_s"])
+            rows.append({"project": project["project"], "kind": kind, "steps": len(steps),
+                         "duration_s": round(sum(step["duration_s"] for step in steps), 3), "endpoints": endpoints})
+    return rows
+
+
+def build_report(scenario: int, settings: Settings, runs: list[ProjectRun], server_version: str, embedded: bool,
+                 started_at: datetime) -> dict:
+    projects = [project_report(run) for run in runs]
+    return {
+        "format": REPORT_FORMAT,
+        "scenario": scenario,
+        "rows": settings.rows,
+        "started_at": started_at.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "settings": {"rate_per_s": settings.rate_per_s, "timeout_s": settings.timeout_s,
+                     "sample_interval_s": settings.sample_interval_s, "baseline_s": settings.baseline_s},
+        "server": {"postgres": server_version, "embedded": embedded, "cpus": os.cpu_count() or 0,
+                   "platform": f"{platform.system()} {platform.machine()}"},
+        "projects": projects,
+        "summary": summary(projects),
+    }
+
+
+def write_json(report: dict, path: Path) -> None:
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def write_requests_csv(runs: list[ProjectRun], path: Path) -> None:
+    """Every probe request, for anyone who wants to plot it their own way."""
+    with open(path, "w", newline="") as output:
+        writer = csv.writer(output)
+        writer.writerow(["project", "endpoint", "sent_s", "latency_s", "status", "error"])
+        for run in runs:
+            for r in sorted(run.requests, key=lambda r: r.sent_s):
+                writer.writerow([run.project.name, r.endpoint, f"{r.sent_s:.4f}", f"{r.latency_s:.4f}",
+                                 r.status if r.status is not None else "", r.error or ""])
+
+
+# -- terminal ---------------------------------------------------------------------------------------------------
+
+def _latency(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}s" if value >= 1 else f"{value * 1000:.0f}ms"
+
+
+def _endpoint_cells(stats: dict | None) -> str:
+    if stats is None:
+        return f"{'':>9} {'':>6} {'':>6} {'':>6}"
+    failed = f"{stats['failures']}/{stats['requests']}"
+    return (f"{failed:>9} {_latency(stats['p99_s']):>6} {_latency(stats['max_s']):>6} "
+            f"{stats['longest_stall_s']:>5.1f}s")
+
+
+def _lock_line(locks: list[dict]) -> str:
+    """Per table: the strongest lock the migration held, and who waited on which lock."""
+    parts = []
+    for relation in dict.fromkeys(lock["relation"] for lock in locks):
+        mine = [lock for lock in locks if lock["relation"] == relation]
+        strongest = max(mine, key=lambda lock: lock_strength(lock["mode"]))
+        text = f"{relation} {lock_name(strongest['mode'])} {analysis.seconds_or_ms(strongest['held_s'])}"
+        if strongest["waited_s"]:
+            behind = f" behind {', '.join(strongest['waited_behind'])}" if strongest["waited_behind"] else ""
+            text += f" (after waiting {analysis.seconds_or_ms(strongest['waited_s'])}{behind})"
+        for lock in mine:
+            if lock["waiters_total"]:
+                text += (f"; {lock['waiters_total']} sessions waited on its {lock_name(lock['mode'])}, up to "
+                         f"{lock['waiters_max']} at once, longest {analysis.seconds_or_ms(lock['longest_wait_s'])}")
+        parts.append(text)
+    return " | ".join(parts) or "none seen"
+
+
+def _claims(step: dict) -> str:
+    if step["observed"] == step["claimed"]:
+        return "as claimed"
+    claimed, observed = step["claimed"], step["observed"]
+    return (f"scenario.toml claims reads {claimed['reads']}, writes {claimed['writes']}; "
+            f"seen: reads {observed['reads']}, writes {observed['writes']}")
+
+
+def render_project(project: dict) -> str:
+    normal = project["normal_latency_s"]
+    header = (f"{'step':44} {'kind':5} {'time':>7} |  reads: {'fail':>9} {'p99':>6} {'max':>6} {'stall':>6} "
+              f"|  writes: {'fail':>9} {'p99':>6} {'max':>6} {'stall':>6}")
+    lines = [
+        f"{project['project']} — {project['title']}",
+        f"  normal latency (stall threshold): reads {_latency(normal['list_large'])}, "
+        f"writes {_latency(normal['update_order'])}",
+        "  " + header,
+    ]
+
+    def row(label: str, kind: str, window: dict) -> str:
+        reads, writes = (_endpoint_cells(window["endpoints"].get(name)) for name in MAIN_ENDPOINTS)
+        return f"  {label:44} {kind:5} {window['duration_s']:>6.1f}s | {'':7} {reads} | {'':8} {writes}"
+
+    lines.append(row("baseline", "", project["baseline"]))
+    for step in project["steps"]:
+        lines.append(row(step["migration"], step["kind"], step))
+        for actor in step["actors"]:
+            lines.append(f"      with {actor['description']}")
+        lines.append(f"      -> {step['verdict']}  [{_claims(step)}]")
+        lines.append(f"         locks: {_lock_line(step['locks'])}")
+    lines.append(row("after the last step", "", project["after"]))
+    return "\n".join(lines)
+
+
+def render_summary(report: dict) -> str:
+    rows = report["summary"]
+    lines = [f"Risky vs safe, {report['rows']:,} rows, {report['settings']['rate_per_s']:g} requests/s per endpoint:",
+             f"  {'project':34} {'kind':5} {'steps':>5} {'time':>8}  "
+             f"{'reads failed':>14} {'longest stall':>13} {'max':>6}  "
+             f"{'writes failed':>14} {'longest stall':>13} {'max':>6}"]
+    for row in rows:
+        cells = []
+        for name in MAIN_ENDPOINTS:
+            stats = row["endpoints"][name]
+            cells.append(f"{stats['failures']:>6} of {stats['requests']:<5} {stats['longest_stall_s']:>12.1f}s "
+                         f"{_latency(stats['max_s']):>6}")
+        lines.append(f"  {row['project']:34} {row['kind']:5} {row['steps']:>5} {row['duration_s']:>7.1f}s  "
+                     f"{cells[0]}  {cells[1]}")
+    risky = [row for row in rows if row["kind"] == "risky"]
+    safe = [row for row in rows if row["kind"] == "safe"]
+    if risky and safe:
+        lines.append("  " + _conclusion(risky, safe))
+    return "\n".join(lines)
+
+
+def _worst(rows: list[dict], name: str, key: str) -> float:
+    return max((row["endpoints"][name][key] or 0 for row in rows), default=0)
+
+
+def _conclusion(risky: list[dict], safe: list[dict]) -> str:
+    risky_time = sum(row["duration_s"] for row in risky)
+    safe_time = sum(row["duration_s"] for row in safe)
+    risky_failed = sum(row["endpoints"][name]["failures"] for row in risky for name in MAIN_ENDPOINTS)
+    safe_failed = sum(row["endpoints"][name]["failures"] for row in safe for name in MAIN_ENDPOINTS)
+    risky_stall = {word: _worst(risky, name, "longest_stall_s") for name, word in ACCESS_WORDS.items()}
+    safe_max = max(_worst(safe, name, "max_s") for name in MAIN_ENDPOINTS)
+    return (f"Risky: {risky_time:.1f} s, reads stalled up to {risky_stall['reads']:.1f} s and writes up to "
+            f"{risky_stall['writes']:.1f} s, {risky_failed} requests failed. "
+            f"Safe: {safe_time:.1f} s ({safe_time / max(risky_time, 1e-9):.1f}x as long), {safe_failed} requests "
+            f"failed, slowest answer {_latency(safe_max)}.")

@@ -1,0 +1,246 @@
+"""The whole showdown, start to finish.
+
+For each project of the scenario: a database of its own (created here, dropped afterwards), migrated to the
+start migration and seeded; gunicorn on a free port, started through `python -m migrationlab serve` like the
+lab and the container; the lock sampler and the API probe; a warm-up, a baseline; then each step of
+scenario.toml with `manage.py migrate demoapp STEP`, its actors started just before it. Then the report, the
+table, the chart.
+
+Ctrl-C or an error at any point stops what runs (probe, sampler, actors, web servers), drops the databases the
+showdown created and, if it started the embedded PostgreSQL, stops it again; the lab is left as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg2
+
+from migrationlab import lab
+from migrationlab.errors import LabError
+from migrationlab.scenarios import Project, projects_of_scenario
+from migrationlab.showdown import chart
+from migrationlab.showdown.actors import PREVIOUS_RELEASE, PreviousRelease, make_actor
+from migrationlab.showdown import analysis
+from migrationlab.showdown.analysis import MIGRATION_APPLICATION, Window
+from migrationlab.showdown.clock import Clock
+from migrationlab.showdown.console import Ticker, live_status
+from migrationlab.showdown.databases import ShowdownDatabases
+from migrationlab.showdown.probe import Probe, Target
+from migrationlab.showdown.processes import free_port, interrupts_deferred, scoped_environment
+from migrationlab.showdown.report import (
+    ProjectRun, Settings, StepRun, build_report, render_project, render_summary, write_json, write_requests_csv,
+)
+from migrationlab.showdown.sampler import LockSampler
+
+DEFAULT_RATE_PER_S = 20.0
+DEFAULT_TIMEOUT_S = 3.0  # like the talk's curl loop (--max-time 3)
+BASELINE_S = 3.0
+WARMUP_S = 2.0  # a fresh gunicorn's first requests (lazy imports, first connections) are not its normal
+# After the last step, probe on for at least AFTER_S, and until RECOVERED_AFTER answers in a row of each endpoint
+# came back within the normal latency (a server that queued requests for seconds needs a while to catch up),
+# but no longer than AFTER_AT_MOST_S.
+AFTER_S = 2.0
+RECOVERED_AFTER = 10
+AFTER_AT_MOST_S = 120.0
+SAMPLE_INTERVAL_S = 0.025  # the brief: at most 50 ms
+ENDPOINTS = (("list_large", "GET"), ("update_order", "POST"))
+
+
+@dataclass(frozen=True)
+class Options:
+    selector: str  # a scenario number or a project name
+    rows: int
+    rate_per_s: float = DEFAULT_RATE_PER_S
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    out_dir: Path | None = None
+    database_url: str | None = None
+    baseline_s: float = BASELINE_S
+    warmup_s: float = WARMUP_S
+    sample_interval_s: float = SAMPLE_INTERVAL_S
+
+
+@dataclass(frozen=True)
+class Outcome:
+    report: dict
+    out_dir: Path
+    report_path: Path
+    chart_path: Path
+
+
+def output_folder(options: Options, scenario: int) -> Path:
+    label = f"{scenario:02d}" if options.selector.isdigit() else options.selector
+    folder = options.out_dir or Path.cwd() / f"showdown-{label}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        (folder / "logs").mkdir(parents=True, exist_ok=True)
+    except OSError as problem:
+        raise LabError(f"cannot write the results to {folder}: {problem.strerror or problem}") from None
+    return folder
+
+
+def run(options: Options, say=print) -> Outcome:
+    projects = projects_of_scenario(options.selector)
+    scenario = projects[0].scenario
+    started_at = datetime.now(timezone.utc)
+    with ShowdownDatabases(options.database_url) as databases:
+        out = output_folder(options, scenario)  # once the server is known good: no empty folder for a bad URL
+        say(f"Showdown, scenario {scenario}: {', '.join(p.name for p in projects)}")
+        say(f"  {options.rows:,} rows; {options.rate_per_s:g} requests/s to each endpoint, each giving up after "
+            f"{options.timeout_s:g} s; locks sampled every {options.sample_interval_s * 1000:.0f} ms; results in {out}")
+        say(f"  PostgreSQL {databases.server_version}: {databases.description}")
+        runs = [run_project(project, databases, options, out, say) for project in projects]
+        server_version, embedded = databases.server_version, options.database_url is None
+    settings = Settings(options.rows, options.rate_per_s, options.timeout_s, options.sample_interval_s,
+                        options.baseline_s)
+    report = build_report(scenario, settings, runs, server_version, embedded, started_at)
+    report_path, chart_path = out / "report.json", out / "chart.png"
+    write_json(report, report_path)
+    write_requests_csv(runs, out / "requests.csv")
+    chart.render(report, {run.project.name: run.requests for run in runs}, chart_path)
+    say("")
+    for project in report["projects"]:
+        say(render_project(project))
+        say("")
+    say(render_summary(report))
+    say(f"\nchart:  {chart_path}\nreport: {report_path}  (every request: {out / 'requests.csv'})")
+    return Outcome(report, out, report_path, chart_path)
+
+
+def _checkpoint(url: str, say) -> None:
+    """Write the freshly seeded table to disk now, not while the baseline or a step is being measured."""
+    try:
+        connection = psycopg2.connect(url)
+    except psycopg2.Error:
+        return  # the next step reports a database that cannot be reached
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("CHECKPOINT")
+    except psycopg2.Error as failure:  # not a superuser (or pg_checkpoint) on a server given by URL
+        say(f"  (no CHECKPOINT after seeding: {str(failure).strip().splitlines()[0]}; "
+            "the seed's writes may reach the disk while measuring)")
+    finally:
+        connection.close()
+
+
+def _targets(port: int, rows: int, prefix: str = "") -> list[Target]:
+    """The two endpoints; writes name a random row, so that a write that waits, waits in its UPDATE."""
+    return [Target(f"{prefix}{name}", "127.0.0.1", port, method, f"/{name}/", rows if name == "update_order" else 0)
+            for name, method in ENDPOINTS]
+
+
+def _until_recovered(probe: Probe, clock: Clock, baseline: Window, say) -> Window:
+    """Probe on after the last step until the API answers normally again; the window it took."""
+    start = clock.now()
+    earlier = len(probe.records())
+    normal = {name: analysis.normal_latency([r for r in probe.records() if r.endpoint == name and r.sent_s in baseline])
+              for name, _ in ENDPOINTS}
+
+    def recovered() -> bool:  # checked at every send and answer: looks at the latest answers only
+        if clock.now() - start < AFTER_S:
+            return False
+        latest: dict[str, list] = {name: [] for name in normal}
+        for request in reversed(probe.records(since=earlier)):
+            answers = latest.get(request.endpoint)
+            if answers is not None and len(answers) < RECOVERED_AFTER and request.sent_s >= start:
+                answers.append(request)
+                if all(len(answers) == RECOVERED_AFTER for answers in latest.values()):
+                    break
+        return all(len(answers) == RECOVERED_AFTER and not any(r.failed or r.latency_s > normal[name] for r in answers)
+                   for name, answers in latest.items())
+
+    with Ticker(lambda: live_status("after the last step", start, earlier, clock, probe, None)):
+        if not probe.wait_until(recovered, AFTER_AT_MOST_S):
+            say(f"  (the API had not recovered {AFTER_AT_MOST_S:.0f} s after the last step)")
+    return Window(start, clock.now())
+
+
+def run_project(project: Project, databases: ShowdownDatabases, options: Options, out: Path, say) -> ProjectRun:
+    cleanup = ExitStack()
+    try:
+        database, url = databases.create(project)
+        cleanup.callback(databases.drop, database)
+        say(f"\n== {project.name}: database {database}, migrating to {project.start}")
+        lab.prepare(project, url)
+        seeding_started = time.monotonic()
+        if lab.run_manage(project, url, ["seed_large_table", "--large-count", str(options.rows)]).returncode != 0:
+            raise LabError(f"seeding {project.name} failed")
+        seed_s = time.monotonic() - seeding_started
+        _checkpoint(url, say)
+
+        instance = database  # the web server's pid and log files in the lab home: named like the database
+        port = free_port()
+        lab.start_web(project, url, port, instance=instance)
+        cleanup.callback(lab.stop_web, project, instance=instance)
+        say(f"  web: gunicorn on 127.0.0.1:{port} (log {lab.log_file(project, instance)})")
+
+        clock = Clock()
+        sampler = LockSampler(url, [project.large_table, project.small_table], clock, options.sample_interval_s)
+        sampler.start()
+        cleanup.callback(sampler.stop)
+        probe = Probe(clock, options.rate_per_s, options.timeout_s)
+        for target in _targets(port, options.rows):
+            probe.add_target(target)
+        probe.start()
+        cleanup.callback(probe.stop, drain=False)
+        actors: list = []
+
+        def stop_actors() -> None:
+            for actor in reversed(actors):
+                actor.stop()
+
+        cleanup.callback(stop_actors)
+
+        time.sleep(options.warmup_s)  # pacing the measurement, not waiting for anything
+        baseline_start, baseline_first = clock.now(), len(probe.records())
+        with Ticker(lambda: live_status("baseline", baseline_start, baseline_first, clock, probe, sampler)):
+            time.sleep(options.baseline_s)
+        baseline = Window(baseline_start, clock.now())
+
+        steps = []
+        for step in project.steps:
+            started_actors = []
+            for number, spec in enumerate(step.actors, start=1):
+                actor = make_actor(spec, project, url, instance=f"{instance}-{spec.kind}-{number}")
+                actors.append(actor)  # before start(): one that fails half-way is stopped too
+                actor.start()
+                if isinstance(actor, PreviousRelease):
+                    for target in _targets(actor.port, options.rows, prefix=f"{PREVIOUS_RELEASE}/"):
+                        probe.add_target(target)
+                started_actors.append((spec.kind, actor.describe()))
+                say(f"  started {actor.describe()}")
+            start, first = clock.now(), len(probe.records())
+            with Ticker(lambda: live_status(step.migration, start, first, clock, probe, sampler)):
+                with scoped_environment({"MIGRATIONLAB_APPLICATION_NAME": MIGRATION_APPLICATION}):
+                    done = lab.run_manage(project, url, ["migrate", "demoapp", step.migration], capture=True)
+            window = Window(start, clock.now())
+            log = Path("logs") / f"{project.name}.{step.migration}.txt"
+            (out / log).write_text(done.stdout + done.stderr)
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+                raise LabError(f"{project.name}: migrate demoapp {step.migration} failed: {last} (output: {out / log})")
+            steps.append(StepRun(step, window, str(log), started_actors))
+
+        after = _until_recovered(probe, clock, baseline, say)
+        probe.stop(drain=True)
+        sampler.stop()
+        wall_s = clock.now()
+        samples = sampler.samples()
+        gaps = [b.at_s - a.at_s for a, b in zip(samples, samples[1:])]
+        return ProjectRun(
+            project=project, database=database, seed_s=seed_s, baseline=baseline, steps=steps, after=after,
+            requests=probe.records(), samples=samples, interval_s=options.sample_interval_s,
+            probe={"sent": probe.sent, "answered": sum(r.status is not None for r in probe.records()),
+                   "max_send_lag_s": round(probe.max_send_lag_s, 4), "cpu_s": round(probe.cpu_s, 3),
+                   "cpu_share": round(probe.cpu_s / max(wall_s, 1e-9), 4)},
+            sampler={"samples": len(samples), "interval_s": options.sample_interval_s,
+                     "max_gap_s": round(max(gaps, default=0.0), 4), "errors": sampler.errors,
+                     "cpu_s": round(sampler.cpu_s, 3)},
+        )
+    finally:
+        with interrupts_deferred():
+            cleanup.close()

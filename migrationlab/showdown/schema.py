@@ -1,0 +1,228 @@
+"""The JSON report's schema (JSON Schema 2020-12). docs/showdown.md shows it; a test keeps the two identical.
+
+Times are seconds. `start_s`/`end_s` are on the project's own clock (0 = when its probe and sampler started).
+"""
+
+from __future__ import annotations
+
+REPORT_FORMAT = "migrationlab-showdown/1"
+
+_seconds = {"type": "number", "minimum": 0}
+_seconds_or_null = {"type": ["number", "null"], "minimum": 0}
+_count = {"type": "integer", "minimum": 0}
+_wait_level = {"enum": ["never", "briefly", "throughout"]}
+_endpoint_name = "^(previous_release/)?(list_large|update_order)$"
+
+_endpoint = {
+    "type": "object",
+    "description": "Requests sent to one endpoint during the window. A timed-out request counts as the timeout.",
+    "required": ["requests", "failures", "timeouts", "p50_s", "p95_s", "p99_s", "max_s", "longest_stall_s"],
+    "additionalProperties": False,
+    "properties": {
+        "requests": _count,
+        "failures": {**_count, "description": "no answer (timeout, connection error) or an HTTP status >= 400"},
+        "timeouts": _count,
+        "p50_s": _seconds_or_null,
+        "p95_s": _seconds_or_null,
+        "p99_s": _seconds_or_null,
+        "max_s": _seconds_or_null,
+        "longest_stall_s": {**_seconds, "description": "longest interval, starting in the window, in which a "
+                                                         "request was outstanding past the normal latency"},
+    },
+}
+
+_endpoints = {
+    "type": "object",
+    "required": ["list_large", "update_order"],
+    "propertyNames": {"pattern": _endpoint_name},
+    "additionalProperties": _endpoint,
+}
+
+_window = {
+    "start_s": _seconds,
+    "end_s": _seconds,
+    "duration_s": _seconds,
+    "endpoints": _endpoints,
+}
+
+_lock = {
+    "type": "object",
+    "description": "A lock the migration held (or waited for) on one of the scenario's tables, and who waited on it.",
+    "required": ["relation", "mode", "held_s", "waited_s", "waited_behind", "waiters_max", "waiters_total",
+                 "longest_wait_s"],
+    "additionalProperties": False,
+    "properties": {
+        "relation": {"type": "string"},
+        "mode": {"enum": ["AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
+                          "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock"]},
+        "held_s": {**_seconds, "description": "sampled: accurate to about one sampling interval"},
+        "waited_s": {**_seconds, "description": "how long the migration itself waited to get it"},
+        "waited_behind": {"type": "array", "items": {"type": "string"},
+                          "description": "who the migration waited behind (application_name, or the backend "
+                                         "type when it has none, e.g. autovacuum worker)"},
+        "waiters_max": {**_count, "description": "most sessions waiting on it at once"},
+        "waiters_total": {**_count, "description": "distinct sessions seen waiting on it"},
+        "longest_wait_s": {**_seconds, "description": "longest wait of one session (pg_locks.waitstart)"},
+    },
+}
+
+_step = {
+    "type": "object",
+    "required": ["migration", "kind", "what", "start_s", "end_s", "duration_s", "actors", "endpoints", "locks",
+                 "claimed", "observed", "web_waits", "web_other_waits_s", "stall_after_locks_s", "verdict", "log"],
+    "additionalProperties": False,
+    "properties": {
+        "migration": {"type": "string"},
+        "kind": {"enum": ["risky", "safe"]},
+        "what": {"type": "string"},
+        **_window,
+        "actors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["kind", "description"],
+                "additionalProperties": False,
+                "properties": {"kind": {"enum": ["long_query", "previous_release"]}, "description": {"type": "string"}},
+            },
+        },
+        "locks": {"type": "array", "items": _lock},
+        "claimed": {
+            "type": "object", "description": "scenario.toml's claim for the step",
+            "required": ["reads", "writes"], "additionalProperties": False,
+            "properties": {"reads": _wait_level, "writes": _wait_level},
+        },
+        "observed": {
+            "type": "object", "description": "how the web's reads and writes were seen waiting on the migration",
+            "required": ["reads", "writes"], "additionalProperties": False,
+            "properties": {"reads": _wait_level, "writes": _wait_level},
+        },
+        "web_waits": {
+            "type": "object", "description": "web sessions seen waiting on the migration, reads and writes",
+            "required": ["reads", "writes"], "additionalProperties": False,
+            "properties": {kind: {
+                "type": "object", "required": ["sessions", "longest_wait_s"], "additionalProperties": False,
+                "properties": {"sessions": _count, "longest_wait_s": _seconds},
+            } for kind in ("reads", "writes")},
+        },
+        "stall_after_locks_s": {
+            "type": "object",
+            "description": "per endpoint, how long its longest stall went on after the migration's last lock: "
+                           "the server answering the requests queued behind the lock",
+            "propertyNames": {"pattern": _endpoint_name}, "additionalProperties": _seconds,
+        },
+        "web_other_waits_s": {
+            "type": "object",
+            "description": "besides locks, what web sessions were seen waiting on (pg_stat_activity.wait_event_type:"
+                           "wait_event, e.g. IO:WALSync): seconds in which at least one was; the 3 largest",
+            "additionalProperties": _seconds,
+        },
+        "verdict": {"type": "string"},
+        "log": {"type": "string", "description": "the step's manage.py output, relative to the report"},
+    },
+}
+
+_project = {
+    "type": "object",
+    "required": ["project", "title", "variant", "database", "seed_s", "normal_latency_s", "baseline", "steps",
+                 "after", "lock_timeline", "probe", "sampler"],
+    "additionalProperties": False,
+    "properties": {
+        "project": {"type": "string"},
+        "title": {"type": "string"},
+        "variant": _count,
+        "database": {"type": "string", "description": "the database the run created (and dropped)"},
+        "seed_s": _seconds,
+        "normal_latency_s": {
+            "type": "object", "description": "max(3 x baseline p90, 0.1 s) per endpoint: the stall threshold",
+            "propertyNames": {"pattern": _endpoint_name}, "additionalProperties": _seconds,
+        },
+        "baseline": {
+            "type": "object", "required": list(_window), "additionalProperties": False, "properties": _window,
+        },
+        "steps": {"type": "array", "items": _step},
+        "after": {
+            "type": "object", "description": "after the last step, until the API answered normally again",
+            "required": list(_window), "additionalProperties": False, "properties": _window,
+        },
+        "lock_timeline": {
+            "type": "array",
+            "description": "the migration's strongest lock per table over time (granted false: waiting for it)",
+            "items": {
+                "type": "object",
+                "required": ["relation", "mode", "granted", "start_s", "end_s"],
+                "additionalProperties": False,
+                "properties": {"relation": {"type": "string"}, "mode": _lock["properties"]["mode"],
+                               "granted": {"type": "boolean"}, "start_s": _seconds, "end_s": _seconds},
+            },
+        },
+        "probe": {
+            "type": "object",
+            "required": ["sent", "answered", "max_send_lag_s", "cpu_s", "cpu_share"],
+            "additionalProperties": False,
+            "properties": {
+                "sent": _count, "answered": _count,
+                "max_send_lag_s": {**_seconds, "description": "worst delay of a send behind its schedule"},
+                "cpu_s": _seconds,
+                "cpu_share": {**_seconds, "description": "probe CPU time / wall time (1.0 = one core)"},
+            },
+        },
+        "sampler": {
+            "type": "object",
+            "required": ["samples", "interval_s", "max_gap_s", "errors", "cpu_s"],
+            "additionalProperties": False,
+            "properties": {"samples": _count, "interval_s": _seconds, "max_gap_s": _seconds, "errors": _count,
+                           "cpu_s": _seconds},
+        },
+    },
+}
+
+_summary_endpoint = {
+    "type": "object",
+    "required": ["requests", "failures", "max_s", "longest_stall_s"],
+    "additionalProperties": False,
+    "properties": {"requests": _count, "failures": _count, "max_s": _seconds_or_null, "longest_stall_s": _seconds},
+}
+
+REPORT_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "migrationlab showdown report",
+    "type": "object",
+    "required": ["format", "scenario", "rows", "started_at", "settings", "server", "projects", "summary"],
+    "additionalProperties": False,
+    "properties": {
+        "format": {"const": REPORT_FORMAT},
+        "scenario": {"type": "integer", "minimum": 1},
+        "rows": {"type": "integer", "minimum": 1},
+        "started_at": {"type": "string", "description": "UTC, ISO 8601"},
+        "settings": {
+            "type": "object",
+            "required": ["rate_per_s", "timeout_s", "sample_interval_s", "baseline_s"],
+            "additionalProperties": False,
+            "properties": {"rate_per_s": _seconds, "timeout_s": _seconds, "sample_interval_s": _seconds,
+                           "baseline_s": _seconds},
+        },
+        "server": {
+            "type": "object",
+            "required": ["postgres", "embedded", "cpus", "platform"],
+            "additionalProperties": False,
+            "properties": {"postgres": {"type": "string"}, "embedded": {"type": "boolean"}, "cpus": _count,
+                           "platform": {"type": "string"}},
+        },
+        "projects": {"type": "array", "minItems": 1, "items": _project},
+        "summary": {
+            "type": "array",
+            "description": "per project and kind of step, all its steps together",
+            "items": {
+                "type": "object",
+                "required": ["project", "kind", "steps", "duration_s", "endpoints"],
+                "additionalProperties": False,
+                "properties": {
+                    "project": {"type": "string"}, "kind": {"enum": ["risky", "safe"]}, "steps": _count,
+                    "duration_s": _seconds,
+                    "endpoints": {"type": "object", "propertyNames": {"pattern": _endpoint_name},
+                                  "additionalProperties": _summary_endpoint},
+                },
+            },
+        },
+    },
+}
