@@ -33,6 +33,7 @@ from django.db import DatabaseError, connection, connections, transaction
 from django.test import RequestFactory
 
 from migrationlab import web
+from migrationlab.locks import lock_strength
 from migrationlab.scenarios import Project, Step
 
 NOT_IN_A_TRANSACTION = re.compile(r"\bCONCURRENTLY\b|^\s*(VACUUM|CREATE\s+DATABASE|DROP\s+DATABASE)\b", re.I)
@@ -75,12 +76,6 @@ class Judgement:
         del data["pauses"]
         data["statements"] = len(self.pauses)
         return data
-
-
-LOCK_STRENGTH = [
-    "AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
-    "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock",
-]
 
 
 def rows_touched(cursor, table_oid: int) -> int:
@@ -252,7 +247,7 @@ def judge_step(project: Project, step: Step, monitor, write_id: int, table_rows:
         with monitor.cursor() as cursor:
             cursor.execute("SELECT mode FROM pg_locks WHERE pid = %s AND relation = %s AND granted",
                            [migrator_pid[0], table_oid])
-            pause.locks = sorted({mode for (mode,) in cursor.fetchall()}, key=LOCK_STRENGTH.index)
+            pause.locks = sorted({mode for (mode,) in cursor.fetchall()}, key=lock_strength)
         pause.read_waited = prober.read(migrator_pid[0])
         pause.write_waited = prober.write(migrator_pid[0])
         pauses.append(pause)
@@ -269,6 +264,6 @@ def judge_step(project: Project, step: Step, monitor, write_id: int, table_rows:
         reads=_verdict(pauses, "read_waited", table_rows),
         writes=_verdict(pauses, "write_waited", table_rows),
         table_rows=table_rows,
-        strongest_lock=max(held, key=LOCK_STRENGTH.index) if held else None,
+        strongest_lock=max(held, key=lock_strength) if held else None,
         pauses=pauses,
     )

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import uuid
 import warnings
+from contextlib import contextmanager
 
 import psycopg2
 import pytest
@@ -62,6 +63,20 @@ def database(pg):
     lab.create_database(pg.dsn(), name)
     yield pg.dsn(name)
     lab.drop_database(pg.dsn(), name)
+
+
+@contextmanager
+def seeded_database(pg, project_name: str, rows: int):
+    """A fresh database at the project's start migration, its large table seeded with `rows` rows; its URL."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    lab.create_database(pg.dsn(), name)
+    url = pg.dsn(name)
+    try:
+        manage(project_name, url, "migrate", "demoapp", get_project(project_name).start)
+        manage(project_name, url, "seed_large_table", "--large-count", str(rows))
+        yield url
+    finally:
+        lab.drop_database(pg.dsn(), name)
 
 
 def manage(project_name: str, database_url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -5,14 +5,14 @@ import os
 import threading
 import urllib.error
 import urllib.request
-import uuid
 
 import psycopg2
 import pytest
 
 from migrationlab import lab
 from migrationlab.scenarios import get_project
-from tests.conftest import free_port, manage, query
+from tests.conftest import free_port, query
+from tests.conftest import seeded_database as seeded_database_of
 
 PROJECT = "proj01_add_not_null_constraint"
 
@@ -28,13 +28,8 @@ def call(url: str, method: str = "GET", data: bytes | None = None):
 
 @pytest.fixture(scope="module")
 def seeded_database(pg):
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    lab.create_database(pg.dsn(), name)
-    url = pg.dsn(name)
-    manage(PROJECT, url, "migrate", "demoapp", get_project(PROJECT).start)
-    manage(PROJECT, url, "seed_large_table", "--large-count", "1000")
-    yield url
-    lab.drop_database(pg.dsn(), name)
+    with seeded_database_of(pg, PROJECT, rows=1000) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from migrationlab.showdown.processes import scoped_environment
 from migrationlab.showdown.report import Settings, build_report
 from migrationlab.showdown.sampler import LockRow, LockSample, LockSampler, SessionWait
 from migrationlab.showdown.schema import REPORT_SCHEMA
-from tests.conftest import free_port, manage, query
+from tests.conftest import free_port, query, seeded_database
 
 PROJECT = "proj01_add_not_null_constraint"
 TABLES = ["large_user", "small_user"]
@@ -176,18 +175,13 @@ def test_the_docs_show_the_schema_the_code_uses():
 @pytest.fixture(scope="module")
 def served(pg):
     """A seeded database at the start migration and gunicorn serving it: (database URL, port)."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    lab.create_database(pg.dsn(), name)
-    url = pg.dsn(name)
-    manage(PROJECT, url, "migrate", "demoapp", get_project(PROJECT).start)
-    manage(PROJECT, url, "seed_large_table", "--large-count", "2000")
-    port = free_port()
-    # No statement timeout: a read waiting on the test's lock waits as long as it is held, then is answered.
-    with scoped_environment({"WEB_STATEMENT_TIMEOUT_MS": "0"}):
-        lab.start_web(get_project(PROJECT), url, port, instance="test-showdown")
-    yield url, port
-    lab.stop_web(get_project(PROJECT), instance="test-showdown")
-    lab.drop_database(pg.dsn(), name)
+    with seeded_database(pg, PROJECT, rows=2000) as url:
+        port = free_port()
+        # No statement timeout: a read waiting on the test's lock waits as long as it is held, then is answered.
+        with scoped_environment({"WEB_STATEMENT_TIMEOUT_MS": "0"}):
+            lab.start_web(get_project(PROJECT), url, port, instance="test-showdown")
+        yield url, port
+        lab.stop_web(get_project(PROJECT), instance="test-showdown")
 
 
 def test_probe_and_sampler_find_the_stall_and_the_lock_behind_it(served):

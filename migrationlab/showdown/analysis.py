@@ -18,10 +18,10 @@ Pure functions of the probe's requests and the sampler's lock samples; no I/O. D
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from migrationlab.locks import lock_name, lock_strength
 from migrationlab.showdown.probe import Request
 from migrationlab.showdown.sampler import LockSample
 
@@ -36,10 +36,6 @@ WAITED_THROUGHOUT = 0.5  # share of the time the migration held its lock with tr
 MAX_SAMPLE_WEIGHT_S = 0.25  # a gap in the samples (sampler starved of CPU) counts for no more than this
 
 # Weakest to strongest (each conflicts with at least what the previous one does).
-LOCK_MODES = (
-    "AccessShareLock", "RowShareLock", "RowExclusiveLock", "ShareUpdateExclusiveLock",
-    "ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock",
-)
 
 
 @dataclass(frozen=True)
@@ -53,16 +49,6 @@ class Window:
 
     def __contains__(self, moment: float) -> bool:
         return self.start_s <= moment < self.end_s
-
-
-def lock_strength(mode: str) -> int:
-    return LOCK_MODES.index(mode) if mode in LOCK_MODES else -1
-
-
-def lock_name(mode: str) -> str:
-    """AccessExclusiveLock -> ACCESS EXCLUSIVE (how the PostgreSQL docs name the modes)."""
-    words = re.findall(r"[A-Z][a-z]*", mode.removesuffix("Lock"))
-    return " ".join(words).upper() or mode
 
 
 def seconds_or_ms(value: float) -> str:

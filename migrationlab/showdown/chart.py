@@ -12,7 +12,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from migrationlab.showdown.analysis import LOCK_MODES, lock_name, lock_strength
+from migrationlab.locks import LOCK_MODES, lock_name, lock_strength
 from migrationlab.showdown.probe import Request
 
 KIND_COLOURS = {"risky": "#d62728", "safe": "#2ca02c", "baseline": "#7f7f7f"}

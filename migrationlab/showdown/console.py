@@ -8,7 +8,8 @@ import sys
 import threading
 from collections.abc import Callable
 
-from migrationlab.showdown.analysis import ACCESS_WORDS, MIGRATION_APPLICATION, lock_name, lock_strength
+from migrationlab.locks import lock_name, lock_strength
+from migrationlab.showdown.analysis import ACCESS_WORDS, MIGRATION_APPLICATION
 from migrationlab.showdown.clock import Clock
 from migrationlab.showdown.probe import Probe
 from migrationlab.showdown.sampler import LockSampler

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from migrationlab.scenarios import Project, Step
 from migrationlab.showdown import analysis
-from migrationlab.showdown.analysis import ACCESS_WORDS, Window, lock_name, lock_strength
+from migrationlab.locks import lock_name, lock_strength
+from migrationlab.showdown.analysis import ACCESS_WORDS, Window
 from migrationlab.showdown.probe import Request
 from migrationlab.showdown.sampler import LockSample
 from migrationlab.showdown.schema import REPORT_FORMAT

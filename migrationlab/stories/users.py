@@ -16,6 +16,18 @@ class UserRow(models.Model):
         abstract = True
 
 
+def small_and_large(base: type[models.Model], module: str) -> tuple[type[models.Model], type[models.Model]]:
+    """The SmallUser and LargeUser models of a project, from its abstract `base` (UserRow + the lesson's column).
+
+    Same as declaring `class SmallUser(base)` with `Meta.db_table = "small_user"`, and likewise LargeUser, in the
+    project's models module: written once here, since every project of the story declares exactly these two.
+    """
+    return tuple(
+        type(model_name, (base,), {"__module__": module, "Meta": type("Meta", (), {"db_table": table})})
+        for model_name, table in TABLES.items()
+    )
+
+
 def create_user_tables() -> list:
     """0001: small_user and large_user, as makemigrations writes them."""
     return [

@@ -1,6 +1,6 @@
 from django.db import models
 
-from migrationlab.stories.users import UserRow
+from migrationlab.stories.users import UserRow, small_and_large
 
 
 class User(UserRow):
@@ -12,11 +12,5 @@ class User(UserRow):
         abstract = True
 
 
-class SmallUser(User):
-    class Meta:
-        db_table = "small_user"
-
-
-class LargeUser(User):
-    class Meta:
-        db_table = "large_user"
+# The two tables of the story: small_user (10 rows) and large_user (millions), with the columns above.
+SmallUser, LargeUser = small_and_large(User, __name__)
