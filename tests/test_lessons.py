@@ -60,6 +60,16 @@ def test_proj01_safe_validate_scans_the_table_without_blocking_anyone(database):
     manage(name, database, "migrate", "demoapp", "0002_add_status_nullable")
     manage(name, database, "seed_large_table", "--large-count", "30000")
     judgements = {j["migration"]: j for j in json.loads(manage(name, database, "judge_locks", "--json").stdout)}
+    # The strongest lock of each step, and whether it reads rows while holding a lock that makes traffic wait.
+    assert {m: j["strongest_lock"] for m, j in judgements.items()} == {
+        "0003_status_db_default_for_new_rows": "AccessExclusiveLock",
+        "0004_backfill_status_batched": "RowExclusiveLock",
+        "0005_add_status_check_not_valid": "AccessExclusiveLock",
+        "0006_validate_status_check": "ShareUpdateExclusiveLock",
+        "0007_set_status_not_null_using_check": "AccessExclusiveLock",
+    }
+    for catalog_only in ("0003_status_db_default_for_new_rows", "0005_add_status_check_not_valid"):
+        assert judgements[catalog_only]["waits"] and all(w["rows_after"] == 0 for w in judgements[catalog_only]["waits"])
     validate = judgements["0006_validate_status_check"]
     assert validate["strongest_lock"] == "ShareUpdateExclusiveLock"
     assert validate["waits"] == []

@@ -108,3 +108,43 @@ def test_backfill_refuses_to_run_inside_an_atomic_migration(database, tmp_path):
         "    print('refused:', e)\n"
     ))
     assert "refused: BackfillInBatches commits as it goes" in done.stdout
+
+
+def test_ddl_gives_up_on_a_held_lock_and_retries_instead_of_queueing(database):
+    """WithLockTimeout: behind a long transaction, the ALTER times out, backs off, and succeeds once it is gone."""
+    import subprocess
+    import sys
+
+    import psycopg2
+
+    from migrationlab.serving import project_environment
+
+    name = "proj01_safe_backfill"
+    project = get_project(name)
+    manage(name, database, "migrate", "demoapp", project.start)
+    report_query = psycopg2.connect(database)  # a long report: holds ACCESS SHARE until it commits
+    with report_query.cursor() as cursor:
+        # Failsafe only: without lock_timeout the migration would wait for ever; this ends the report after a
+        # minute, the migration then finishes without the retry message, and the test fails instead of hanging.
+        cursor.execute("SET idle_in_transaction_session_timeout = '60s'")
+        cursor.execute("SELECT count(*) FROM large_user")
+    migrate = subprocess.Popen(
+        [sys.executable, str(project.folder / "manage.py"), "migrate", "demoapp", "0003_status_db_default_for_new_rows"],
+        cwd=project.folder, env=project_environment(project, database), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+    output = []
+    for line in migrate.stdout:  # read until the first attempt has given up
+        output.append(line)
+        if "(attempt 1/5)" in line:
+            break
+    try:
+        report_query.commit()  # the report ends; the next attempt gets the lock
+    except psycopg2.Error:
+        pass  # the failsafe already ended it
+    report_query.close()
+    output.append(migrate.stdout.read())
+    assert migrate.wait() == 0, "".join(output)
+    assert "lock not granted within 2s (attempt 1/5); retrying in" in "".join(output)
+    assert query(database, "SELECT column_default FROM information_schema.columns "
+                           "WHERE table_name = 'large_user' AND column_name = 'status'") == [("'active'::character varying",)]
