@@ -87,6 +87,9 @@ def test_up_manage_down_round_trip(cli_env):
     assert "[X] 0002_add_status_nullable" in plan.stdout
     assert "[ ] 0003_make_status_not_null_with_default" in plan.stdout  # never applied on up
 
+    shell = lab_cli(cli_env, "manage", project, "--", "dbshell", "--", "-c", "SELECT 'psql ' || current_setting('server_version_num')")
+    assert shell.returncode == 0 and "psql 16" in shell.stdout  # psql 16 of the embedded server is on PATH
+
     assert lab_cli(cli_env, "manage", project, "--", "migrate", "demoapp").returncode == 0
     plan = lab_cli(cli_env, "manage", project, "--", "showmigrations", "demoapp")
     assert "[X] 0003_make_status_not_null_with_default" in plan.stdout
