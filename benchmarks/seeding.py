@@ -38,7 +38,7 @@ def main() -> None:
     finally:
         drop_database("bench_seeding")
     seed_rate, bulk_rate = args.rows / seed_seconds, args.bulk_rows / bulk_seconds
-    print(f"\n| method | rows | seconds | rows/s |\n|---|---|---|---|")
+    print("\n| method | rows | seconds | rows/s |\n|---|---|---|---|")
     print(f"| seed_large_table (INSERT ... SELECT generate_series, indexes rebuilt, VACUUM ANALYZE) "
           f"| {args.rows:,} | {seed_seconds:.1f} | {seed_rate:,.0f} |")
     print(f"| Django bulk_create, batches of 100,000 | {args.bulk_rows:,} | {bulk_seconds:.1f} | {bulk_rate:,.0f} |")

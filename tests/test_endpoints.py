@@ -1,8 +1,6 @@
 """The two endpoints, served for real by gunicorn (through `python -m migrationlab serve`, as in the container)."""
 
 import json
-import os
-import threading
 import urllib.error
 import urllib.request
 
@@ -81,11 +79,8 @@ def test_a_request_stuck_behind_a_lock_ends_as_503_json_not_a_500_page(seeded_da
     """The web server's statement timeout turns a wait behind a migration's lock into a 503 JSON answer."""
     project = get_project(PROJECT)
     port = free_port()
-    os.environ["WEB_STATEMENT_TIMEOUT_MS"] = "300"
-    try:
-        lab.start_web(project, seeded_database, port, instance="test-statement-timeout")
-    finally:
-        del os.environ["WEB_STATEMENT_TIMEOUT_MS"]
+    lab.start_web(project, seeded_database, port, instance="test-statement-timeout",
+                  extra_env={"WEB_STATEMENT_TIMEOUT_MS": "300"})
     holder = psycopg2.connect(seeded_database)
     try:
         with holder.cursor() as cursor:

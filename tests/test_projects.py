@@ -88,9 +88,7 @@ def test_backfill_resumes_where_it_stopped_and_is_idempotent(database):
     ]
 
 
-def test_backfill_refuses_to_run_inside_an_atomic_migration(database, tmp_path):
-    from migrationlab.operations import BackfillInBatches, NeedsNonAtomicMigration  # noqa: F401 (documented name)
-
+def test_backfill_refuses_to_run_inside_an_atomic_migration(database):
     name = "proj01_safe_backfill"
     manage(name, database, "migrate", "demoapp", "0003_status_db_default_for_new_rows")
     done = manage(name, database, "shell", "-c", (

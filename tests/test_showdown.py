@@ -28,7 +28,6 @@ from migrationlab.showdown.analysis import Window
 from migrationlab.showdown.clock import Clock
 from migrationlab.showdown.databases import ShowdownDatabases
 from migrationlab.showdown.probe import Probe, Request, Target
-from migrationlab.showdown.processes import scoped_environment
 from migrationlab.showdown.report import Settings, build_report
 from migrationlab.showdown.sampler import LockRow, LockSample, LockSampler, SessionWait
 from migrationlab.showdown.schema import REPORT_SCHEMA
@@ -178,8 +177,8 @@ def served(pg):
     with seeded_database(pg, PROJECT, rows=2000) as url:
         port = free_port()
         # No statement timeout: a read waiting on the test's lock waits as long as it is held, then is answered.
-        with scoped_environment({"WEB_STATEMENT_TIMEOUT_MS": "0"}):
-            lab.start_web(get_project(PROJECT), url, port, instance="test-showdown")
+        lab.start_web(get_project(PROJECT), url, port, instance="test-showdown",
+                      extra_env={"WEB_STATEMENT_TIMEOUT_MS": "0"})
         yield url, port
         lab.stop_web(get_project(PROJECT), instance="test-showdown")
 

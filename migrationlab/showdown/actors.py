@@ -19,7 +19,7 @@ from psycopg2 import sql
 from migrationlab import lab
 from migrationlab.errors import LabError
 from migrationlab.scenarios import Actor, Project
-from migrationlab.showdown.processes import free_port, scoped_environment
+from migrationlab.serving import free_port
 
 REPORT_APPLICATION = "report"
 PREVIOUS_RELEASE = "previous_release"
@@ -87,8 +87,7 @@ class PreviousRelease:
 
     def start(self) -> None:
         self.port = free_port()
-        with scoped_environment(self.env):
-            lab.start_web(self.project, self.database_url, self.port, instance=self.instance)
+        lab.start_web(self.project, self.database_url, self.port, instance=self.instance, extra_env=self.env)
 
     def stop(self) -> None:
         lab.stop_web(self.project, instance=self.instance)

@@ -8,7 +8,6 @@ the URL's own database is only connected to, to create and drop those (the role 
 from __future__ import annotations
 
 import secrets
-import warnings
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg2
@@ -55,9 +54,7 @@ class ShowdownDatabases:
             self.admin_dsn = self.database_url
             self.description = f"PostgreSQL at {redacted(self.database_url)}"
         else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self._embedded = lab.embedded_server()
+            self._embedded = lab.embedded_server()
             self._started_here = self._embedded.start()
             self.admin_dsn = self._embedded.dsn()
             state = "started" if self._started_here else "already running"

@@ -1,38 +1,14 @@
-"""Small helpers about the processes a showdown starts: ports, their environment, and not being interrupted."""
+"""Not being interrupted while cleaning up the processes a showdown started."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 MEASURING_NICENESS = -5
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 nobody listens on right now (not the project's own port, which `up` may hold)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def scoped_environment(values: dict[str, str]) -> Iterator[None]:
-    """os.environ with `values` set, for the child processes started inside (lab.run_manage and lab.start_web
-    take their environment from os.environ). Only the main thread starts processes, so nothing else sees it."""
-    previous = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextmanager

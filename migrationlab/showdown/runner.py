@@ -31,7 +31,8 @@ from migrationlab.showdown.clock import Clock
 from migrationlab.showdown.console import Ticker, live_status
 from migrationlab.showdown.databases import ShowdownDatabases
 from migrationlab.showdown.probe import Probe, Target
-from migrationlab.showdown.processes import free_port, interrupts_deferred, scoped_environment
+from migrationlab.serving import free_port
+from migrationlab.showdown.processes import interrupts_deferred
 from migrationlab.showdown.report import (
     ProjectRun, Settings, StepRun, build_report, render_project, render_summary, write_json, write_requests_csv,
 )
@@ -215,8 +216,8 @@ def run_project(project: Project, databases: ShowdownDatabases, options: Options
                 say(f"  started {actor.describe()}")
             start, first = clock.now(), len(probe.records())
             with Ticker(lambda: live_status(step.migration, start, first, clock, probe, sampler)):
-                with scoped_environment({"MIGRATIONLAB_APPLICATION_NAME": MIGRATION_APPLICATION}):
-                    done = lab.run_manage(project, url, ["migrate", "demoapp", step.migration], capture=True)
+                done = lab.run_manage(project, url, ["migrate", "demoapp", step.migration], capture=True,
+                                      extra_env={"MIGRATIONLAB_APPLICATION_NAME": MIGRATION_APPLICATION})
             window = Window(start, clock.now())
             log = Path("logs") / f"{project.name}.{step.migration}.txt"
             (out / log).write_text(done.stdout + done.stderr)
