@@ -1,10 +1,12 @@
 """Migration operations for zero-downtime changes, each with one job, usable from any project in one line.
 
     BackfillInBatches("largeuser", set={"status": Value("active")}, where=Q(status__isnull=True))
-    WithLockTimeout(AddConstraintNotValid(...), lock_timeout="2s")
+    WithLockTimeout(AddConstraintNotValid(...))
 
 Both need `atomic = False` on the migration: a backfill must commit per batch, and a lock-timeout retry must
 roll back only its own attempt. They refuse to run inside an atomic migration rather than silently degrade.
+Both can be run again after failing at any point: the backfill resumes at the first row still to do, and
+WithLockTimeout skips what the catalog shows is done (migrationlab/resumable.py).
 """
 
 from __future__ import annotations
@@ -13,22 +15,15 @@ import random
 import sys
 import time
 
-from django.db import OperationalError, transaction
+from django.contrib.postgres.operations import NotInTransactionMixin
+from django.core.management.base import CommandError
+from django.db import NotSupportedError, OperationalError, migrations, transaction
 from django.db.migrations.operations.base import Operation
 from django.db.models import Q
 
+from migrationlab.resumable import already_done
+
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE raised when lock_timeout expires
-
-
-class NeedsNonAtomicMigration(RuntimeError):
-    pass
-
-
-def _require_autocommit(operation: Operation, schema_editor) -> None:
-    if schema_editor.connection.in_atomic_block:
-        raise NeedsNonAtomicMigration(
-            f"{type(operation).__name__} commits as it goes: set `atomic = False` on its migration"
-        )
 
 
 def _say(line: str) -> None:
@@ -37,7 +32,7 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
-class BackfillInBatches(Operation):
+class BackfillInBatches(NotInTransactionMixin, Operation):
     """UPDATE a large table in keyset batches of primary-key ranges, committing after each batch.
 
     - walks `pk >= lo AND pk < lo + batch_size`: every batch is an index range scan, never OFFSET, never a rescan
@@ -90,7 +85,7 @@ class BackfillInBatches(Operation):
         if schema_editor.collect_sql:
             schema_editor.collected_sql.append("-- (runs as committed batches at migrate time: no single SQL statement to show)")
             return
-        _require_autocommit(self, schema_editor)
+        self._ensure_not_in_transaction(schema_editor)  # it commits per batch: "set atomic = False"
         manager = model._default_manager.using(schema_editor.connection.alias)
         todo = manager.filter(self.where)
         first = todo.order_by("pk").values_list("pk", flat=True).first()
@@ -157,30 +152,45 @@ class BackfillInBatches(Operation):
         pass
 
 
-class WithLockTimeout(Operation):
-    """Run operations with `SET LOCAL lock_timeout`, retrying with backoff when the lock is not granted.
+class LockNotGranted(CommandError):
+    """A safe step ran out of lock-timeout retries. A CommandError: `migrate` prints its one line, no traceback."""
 
-    An ALTER TABLE that waits for its ACCESS EXCLUSIVE lock (behind a long query) blocks every query that comes
-    after it, for as long as it waits. With a lock timeout it gives up quickly, traffic flows again, and it
-    tries again a little later (1 s, 2 s, 4 s, ... with jitter). Each attempt is one short transaction.
+
+class WithLockTimeout(Operation):
+    """Run operations under a short `lock_timeout`, retrying with capped backoff while the lock is not granted.
+
+    An ALTER TABLE that waits for its ACCESS EXCLUSIVE lock (behind a long report) blocks every query that comes
+    after it, for as long as it waits. With a 500 ms lock timeout no request queues behind it for longer than
+    that: it gives up, traffic flows again, and it tries again a little later (0.5 s, 1 s, 2 s, 4 s, then every
+    5 s, with jitter), for up to `retry_for_seconds` (3 minutes: it outlasts a 30 s report many times over).
+    Then it stops with one line naming the session that held the table.
+
+    Re-runnable: before each inner operation it asks the catalog whether that work is already done (see
+    migrationlab/resumable.py), so a migration that failed half-way does only the rest when run again.
+
+    The inner operations run in one transaction per attempt, all or nothing. Operations that cannot run in a
+    transaction (AddIndexConcurrently, RemoveIndexConcurrently) run one by one, with a session lock_timeout.
     """
 
     reduces_to_sql = True  # sqlmigrate shows what each attempt runs
     atomic = False
 
-    def __init__(self, *operations: Operation, lock_timeout: str = "2s", attempts: int = 5,
-                 first_backoff_seconds: float = 1.0):
+    def __init__(self, *operations: Operation, lock_timeout: str = "500ms", retry_for_seconds: float = 180.0,
+                 first_backoff_seconds: float = 0.5, max_backoff_seconds: float = 5.0):
         self.operations = list(operations)
         self.lock_timeout = lock_timeout
-        self.attempts = attempts
+        self.retry_for_seconds = retry_for_seconds
         self.first_backoff_seconds = first_backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
 
     @property
     def reversible(self):
         return all(operation.reversible for operation in self.operations)
 
     def deconstruct(self):
-        kwargs = {"lock_timeout": self.lock_timeout, "attempts": self.attempts}
+        defaults = {"lock_timeout": "500ms", "retry_for_seconds": 180.0, "first_backoff_seconds": 0.5,
+                    "max_backoff_seconds": 5.0}
+        kwargs = {name: getattr(self, name) for name, default in defaults.items() if getattr(self, name) != default}
         return type(self).__qualname__, self.operations, kwargs
 
     def state_forwards(self, app_label, state):
@@ -189,54 +199,149 @@ class WithLockTimeout(Operation):
 
     def describe(self):
         inner = "; ".join(operation.describe() for operation in self.operations)
-        return f"{inner} (lock_timeout {self.lock_timeout}, up to {self.attempts} attempts)"
-
-    def _attempt(self, schema_editor, run) -> None:
-        if schema_editor.collect_sql:
-            schema_editor.collected_sql.append(f"SET LOCAL lock_timeout = '{self.lock_timeout}';")
-            run()
-            return
-        _require_autocommit(self, schema_editor)
-        connection = schema_editor.connection
-        for attempt in range(1, self.attempts + 1):
-            try:
-                with transaction.atomic(using=connection.alias):
-                    with connection.cursor() as cursor:
-                        cursor.execute("SET LOCAL lock_timeout = %s", [self.lock_timeout])
-                    run()
-                    # Deferred statements (index or FK creation) belong to this attempt, under the same timeout.
-                    while schema_editor.deferred_sql:
-                        schema_editor.execute(schema_editor.deferred_sql.pop(0))
-                return
-            except OperationalError as failure:
-                if getattr(failure.__cause__, "pgcode", None) != LOCK_NOT_AVAILABLE or attempt == self.attempts:
-                    raise
-                wait = self.first_backoff_seconds * 2 ** (attempt - 1) * random.uniform(0.8, 1.2)
-                _say(f"lock not granted within {self.lock_timeout} (attempt {attempt}/{self.attempts}); "
-                     f"retrying in {wait:.1f} s")
-                time.sleep(wait)
-
-    def _run_all(self, app_label, schema_editor, from_state, to_state, backwards: bool):
-        def run():
-            # Each inner operation sees the state as it was just before it (as SeparateDatabaseAndState does).
-            states = [from_state]
-            for operation in self.operations[:-1]:
-                state = states[-1].clone()
-                operation.state_forwards(app_label, state)
-                states.append(state)
-            states.append(to_state)
-            pairs = list(zip(self.operations, states, states[1:]))
-            for operation, before, after in reversed(pairs) if backwards else pairs:
-                if backwards:
-                    operation.database_backwards(app_label, schema_editor, after, before)
-                else:
-                    operation.database_forwards(app_label, schema_editor, before, after)
-
-        self._attempt(schema_editor, run)
+        return f"{inner} (lock_timeout {self.lock_timeout}, retried for up to {self.retry_for_seconds:g} s)"
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        self._run_all(app_label, schema_editor, from_state, to_state, backwards=False)
+        self._run(app_label, schema_editor, from_state, to_state, backwards=False)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         # Django calls database_backwards(from_state=state after this op, to_state=state before it).
-        self._run_all(app_label, schema_editor, to_state, from_state, backwards=True)
+        self._run(app_label, schema_editor, to_state, from_state, backwards=True)
+
+    # -- the steps: every database operation with the states around it, SeparateDatabaseAndState unpacked --------
+
+    def _steps(self, app_label, from_state, to_state) -> list[tuple[Operation, object, object]]:
+        steps, state = [], from_state
+        for number, operation in enumerate(self.operations, start=1):
+            after = to_state
+            if number < len(self.operations):
+                after = state.clone()
+                operation.state_forwards(app_label, after)
+            steps.extend(_database_steps(app_label, operation, state, after))
+            state = after
+        return steps
+
+    def _run(self, app_label, schema_editor, from_state, to_state, backwards: bool) -> None:
+        steps = self._steps(app_label, from_state, to_state)
+        if backwards:
+            steps.reverse()
+
+        def apply(step) -> None:
+            operation, before, after = step
+            if not schema_editor.collect_sql:
+                done = already_done(operation, app_label, schema_editor, before, after, backwards)
+                if done:
+                    _say(f"already done: {done}")
+                    return
+            if backwards:
+                operation.database_backwards(app_label, schema_editor, after, before)
+            else:
+                operation.database_forwards(app_label, schema_editor, before, after)
+
+        if schema_editor.collect_sql:
+            schema_editor.collected_sql.append(f"SET lock_timeout = '{self.lock_timeout}';")
+            for step in steps:
+                apply(step)
+            return
+        if schema_editor.connection.in_atomic_block:
+            raise NotSupportedError(
+                f"{type(self).__name__} retries in transactions of its own: set atomic = False on the migration"
+            )
+        tables = _tables(app_label, steps)
+        if any(isinstance(operation, NotInTransactionMixin) for operation, _, _ in steps):
+            for step in steps:  # each concurrent build or drop on its own, each retried on its own
+                self._retry(schema_editor, tables, lambda step=step: apply(step), in_transaction=False)
+        else:
+            self._retry(schema_editor, tables, lambda: [apply(step) for step in steps], in_transaction=True)
+
+    # -- attempts ---------------------------------------------------------------------------------------------
+
+    def _retry(self, schema_editor, tables: list[str], body, in_transaction: bool) -> None:
+        connection = schema_editor.connection
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            deferred = len(schema_editor.deferred_sql)
+            try:
+                if in_transaction:
+                    with transaction.atomic(using=connection.alias):
+                        with connection.cursor() as cursor:
+                            cursor.execute("SET LOCAL lock_timeout = %s", [self.lock_timeout])
+                        body()
+                        # Deferred statements (index or FK creation) belong to this attempt, under the same timeout.
+                        while len(schema_editor.deferred_sql) > deferred:
+                            schema_editor.execute(schema_editor.deferred_sql.pop(deferred))
+                else:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SET lock_timeout = %s", [self.lock_timeout])
+                    try:
+                        body()
+                    finally:
+                        with connection.cursor() as cursor:
+                            cursor.execute("RESET lock_timeout")
+                return
+            except OperationalError as failure:
+                del schema_editor.deferred_sql[deferred:]  # rolled back with the attempt
+                if getattr(failure.__cause__, "pgcode", None) != LOCK_NOT_AVAILABLE:
+                    raise
+                wait = min(self.max_backoff_seconds, self.first_backoff_seconds * 2 ** (attempt - 1))
+                wait *= random.uniform(0.8, 1.2)
+                elapsed = time.monotonic() - started
+                if elapsed + wait > self.retry_for_seconds:
+                    raise LockNotGranted(self._give_up_line(connection, tables, attempt, elapsed)) from failure
+                _say(f"{', '.join(tables) or 'table'}: lock not granted within {self.lock_timeout} (attempt {attempt}, "
+                     f"{elapsed:.0f} s so far); traffic goes on; retrying in {wait:.1f} s")
+                time.sleep(wait)
+
+    def _give_up_line(self, connection, tables: list[str], attempts: int, elapsed: float) -> str:
+        """One line: which table, and which session held it (pid, application_name, for how long, doing what)."""
+        gave_up = (f"gave up after {attempts} attempts in {elapsed:.0f} s, each waiting at most {self.lock_timeout} "
+                   f"for a lock on {', '.join(tables) or 'the table'}")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT l.relation::regclass::text, a.pid, a.application_name, a.state, "
+                "       extract(epoch FROM now() - COALESCE(a.xact_start, a.query_start))::int, l.mode, "
+                "       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80) "
+                "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE l.granted AND l.locktype = 'relation' AND l.pid <> pg_backend_pid() "
+                "  AND l.relation IN (SELECT to_regclass(quote_ident(t)) FROM unnest(%s::text[]) AS t) "
+                "ORDER BY a.xact_start NULLS LAST LIMIT 1",
+                [tables],
+            )
+            holder = cursor.fetchone()
+        if holder is None:
+            return f"{gave_up}; nobody holds it now: run the migration again"
+        table, pid, application, state, seconds, mode, query = holder
+        return (f"{gave_up}; {table} is held by pid {pid} (application_name '{application or ''}', {state} "
+                f"for {seconds} s, {mode}: {query}); end that session or run the migration again later")
+
+
+def _database_steps(app_label, operation: Operation, before, after) -> list[tuple[Operation, object, object]]:
+    """The database operations `operation` runs, each with the states around it (as SeparateDatabaseAndState
+    computes them: its state_operations do not touch the database)."""
+    if not isinstance(operation, migrations.SeparateDatabaseAndState):
+        return [(operation, before, after)]
+    steps, state = [], before
+    for database_operation in operation.database_operations:
+        following = state.clone()
+        database_operation.state_forwards(app_label, following)
+        steps.extend(_database_steps(app_label, database_operation, state, following))
+        state = following
+    return steps
+
+
+def _tables(app_label, steps) -> list[str]:
+    """The tables the steps name (for the give-up line); RunSQL names none, its neighbours usually do."""
+    tables = []
+    for operation, before, after in steps:
+        model_name = getattr(operation, "model_name", None)
+        for state in (before, after):
+            try:
+                table = state.apps.get_model(app_label, model_name)._meta.db_table
+            except (LookupError, TypeError, ValueError):
+                continue
+            if table not in tables:
+                tables.append(table)
+            break
+    return tables

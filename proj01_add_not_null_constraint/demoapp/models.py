@@ -1,9 +1,12 @@
 from django.db import models
 
-from migrationlab.stories.users import UserRow, small_and_large
 
+class UserBase(models.Model):
+    """The columns both user tables share."""
 
-class User(UserRow):
+    name = models.CharField(max_length=100)
+    email = models.EmailField()
+    updated_at = models.DateTimeField(null=True)
     # The lesson: added nullable (0002), NULL in every row; 0003 makes it NOT NULL with a default, which is
     # what a developer writes first.
     status = models.CharField(max_length=20, default="active")
@@ -12,5 +15,15 @@ class User(UserRow):
         abstract = True
 
 
-# The two tables of the story: small_user (10 rows) and large_user (millions), with the columns above.
-SmallUser, LargeUser = small_and_large(User, __name__)
+class SmallUser(UserBase):
+    """10 rows: the same migration is instant here."""
+
+    class Meta:
+        db_table = "small_user"
+
+
+class LargeUser(UserBase):
+    """Millions of rows: the table the API reads and writes, and the one the lesson is about."""
+
+    class Meta:
+        db_table = "large_user"

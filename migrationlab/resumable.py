@@ -1,0 +1,140 @@
+"""What a migration operation has already done, read from the catalog: the heart of re-runnable migrations.
+
+A non-atomic migration commits operation by operation. Killed half-way (or out of lock-timeout retries on its
+second table), it has done part of its work, and Django still records it as not applied. Run again, Django's
+operations would stop on "constraint ... already exists" or "... does not exist". `WithLockTimeout` asks
+`already_done()` before each operation and skips what the catalog shows is done, so the re-run does only the rest.
+
+Checked (forwards; backwards is the mirror image):
+    AddConstraint, AddConstraintNotValid   the constraint exists on the table
+    RemoveConstraint                       it does not
+    ValidateConstraint                     it is validated (pg_constraint.convalidated)
+    AddIndex, AddIndexConcurrently         the index exists and is valid; an INVALID one (left by an interrupted
+                                           CREATE INDEX CONCURRENTLY) is dropped first, then built again
+    RemoveIndex, RemoveIndexConcurrently   it does not exist
+    AddField / RemoveField                 the column exists / does not
+Anything else (AlterField, RunSQL, ...) always runs: write it so that running it twice is harmless, as
+SET DEFAULT, SET NOT NULL and DROP NOT NULL are.
+"""
+
+from __future__ import annotations
+
+from django.contrib.postgres.operations import AddConstraintNotValid, ValidateConstraint
+from django.db import migrations
+from django.db.migrations.operations.base import Operation
+
+
+def _table(app_label: str, state, model_name: str) -> str:
+    return state.apps.get_model(app_label, model_name)._meta.db_table
+
+
+def constraint_state(cursor, table: str, name: str) -> str:
+    """'absent', 'not valid' or 'valid'."""
+    cursor.execute(
+        "SELECT convalidated FROM pg_constraint WHERE conname = %s AND conrelid = to_regclass(%s)",
+        [name, f'"{table}"'],
+    )
+    row = cursor.fetchone()
+    return "absent" if row is None else ("valid" if row[0] else "not valid")
+
+
+def index_state(cursor, table: str, name: str) -> str:
+    """'absent', 'invalid' (an interrupted concurrent build) or 'valid'."""
+    cursor.execute(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relname = %s AND i.indrelid = to_regclass(%s)",
+        [name, f'"{table}"'],
+    )
+    row = cursor.fetchone()
+    return "absent" if row is None else ("valid" if row[0] else "invalid")
+
+
+def column_exists(cursor, table: str, column: str) -> bool:
+    cursor.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s "
+        "AND NOT attisdropped AND attnum > 0)",
+        [f'"{table}"', column],
+    )
+    return cursor.fetchone()[0]
+
+
+def _adds(operation: Operation, backwards: bool, adding: type, removing: type) -> bool | None:
+    """True if the operation (in this direction) creates the object, False if it removes it, None if neither."""
+    if isinstance(operation, adding):
+        return not backwards
+    if isinstance(operation, removing):
+        return backwards
+    return None
+
+
+def already_done(operation: Operation, app_label: str, schema_editor, before, after, backwards: bool) -> str | None:
+    """Why this operation has nothing left to do in this direction (one line), or None if it must run.
+
+    `before`/`after` are the project states around the operation, in forward order. May drop an INVALID index
+    (then returns None: the index is built anew).
+    """
+    with schema_editor.connection.cursor() as cursor:
+        if isinstance(operation, ValidateConstraint):
+            if backwards:
+                return "nothing to undo"
+            table = _table(app_label, after, operation.model_name)
+            if constraint_state(cursor, table, operation.name) == "valid":
+                return f"{operation.name} on {table} is already validated"
+            return None
+
+        adds = _adds(operation, backwards, migrations.AddConstraint, migrations.RemoveConstraint)
+        if adds is not None:
+            name = operation.constraint.name if isinstance(operation, migrations.AddConstraint) else operation.name
+            table = _table(app_label, before, operation.model_name)
+            present = constraint_state(cursor, table, name)
+            if adds and present == "not valid" and not isinstance(operation, AddConstraintNotValid):
+                _validate(schema_editor, table, name)
+                return f"{name} was left NOT VALID on {table} by an earlier run: validated it"
+            if adds and present != "absent":
+                return f"{name} already exists on {table}"
+            if not adds and present == "absent":
+                return f"{name} is already gone from {table}"
+            return None
+
+        adds = _adds(operation, backwards, migrations.AddIndex, migrations.RemoveIndex)
+        if adds is not None:
+            name = operation.index.name if isinstance(operation, migrations.AddIndex) else operation.name
+            table = _table(app_label, before, operation.model_name)
+            present = index_state(cursor, table, name)
+            if adds and present == "valid":
+                return f"index {name} already exists on {table} and is valid"
+            if adds and present == "invalid":
+                drop_invalid_index(schema_editor, name)
+                return None
+            if not adds and present == "absent":
+                return f"index {name} is already gone from {table}"
+            return None
+
+        adds = _adds(operation, backwards, migrations.AddField, migrations.RemoveField)
+        if adds is not None:
+            model_state = after if isinstance(operation, migrations.AddField) else before
+            model = model_state.apps.get_model(app_label, operation.model_name)
+            column = model._meta.get_field(operation.name).column
+            present = column_exists(cursor, model._meta.db_table, column)
+            if adds and present:
+                return f"column {column} already exists on {model._meta.db_table}"
+            if not adds and not present:
+                return f"column {column} is already gone from {model._meta.db_table}"
+            return None
+    return None
+
+
+def _validate(schema_editor, table: str, name: str) -> None:
+    """A validating AddConstraint whose constraint an earlier run left NOT VALID: validate it instead."""
+    schema_editor.execute(
+        f"ALTER TABLE {schema_editor.quote_name(table)} VALIDATE CONSTRAINT {schema_editor.quote_name(name)}"
+    )
+
+
+def drop_invalid_index(schema_editor, name: str) -> None:
+    """An INVALID index is useless to reads, yet every write still maintains it: drop it before building again.
+
+    Concurrently when we may (outside a transaction), so that dropping it blocks no one.
+    """
+    concurrently = "" if schema_editor.connection.in_atomic_block else " CONCURRENTLY"
+    schema_editor.execute(f"DROP INDEX{concurrently} IF EXISTS {schema_editor.quote_name(name)}")

@@ -1,0 +1,171 @@
+"""Every non-atomic migration runs again to completion after being killed half-way, and WithLockTimeout gives up
+with one line that names the session holding the table.
+
+The kill is placed deterministically: a transaction holds ACCESS EXCLUSIVE on the small table, so the migration
+does its large-table half (committed), then waits for the small table; we see it waiting in pg_locks, kill it
+and its session (SIGKILL, pg_terminate_backend: no cleanup of any kind), release the lock and run `migrate` again. The schema must then be exactly
+what an uninterrupted run gives, and so must every row.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import psycopg2
+import pytest
+
+from migrationlab import lab
+from migrationlab.scenarios import all_projects, get_project
+from migrationlab.serving import project_environment
+from tests.conftest import manage, query
+
+ROWS = 3000
+FAILSAFE_S = 120  # only if the migration never waits where we expect it; a passing run never gets near
+MIGRATOR = "migration-under-test"
+
+
+def non_atomic_steps():
+    for project in all_projects():
+        for index, step in enumerate(project.steps):
+            source = (project.folder / "demoapp" / "migrations" / f"{step.migration}.py").read_text()
+            if re.search(r"^\s*atomic\s*=\s*False\b", source, re.M):
+                before = project.steps[index - 1].migration if index else project.start
+                yield pytest.param(project.name, before, step.migration, id=f"{project.name}:{step.migration}")
+
+
+def state_of(database_url: str, tables: tuple[str, ...]) -> list[tuple]:
+    """Columns (type, NOT NULL, default), constraints (definition, validated), indexes (definition, valid), and
+    a digest of every row (the seeded data is the same in every database)."""
+    rows = [query(database_url, f'SELECT md5(string_agg(t::text, \',\' ORDER BY id)) FROM "{table}" t')[0]
+            for table in tables]
+    return rows + query(database_url, """
+        SELECT 'column', c.relname, a.attname, format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text
+               || ' ' || COALESCE(pg_get_expr(d.adbin, d.adrelid), '')
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE c.relname = ANY(%(tables)s) AND a.attnum > 0 AND NOT a.attisdropped
+        UNION ALL
+        SELECT 'constraint', c.relname, k.conname, pg_get_constraintdef(k.oid) || ' valid=' || k.convalidated::text
+        FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid WHERE c.relname = ANY(%(tables)s)
+        UNION ALL
+        SELECT 'index', c.relname, ic.relname, pg_get_indexdef(i.indexrelid) || ' valid=' || i.indisvalid::text
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
+        WHERE c.relname = ANY(%(tables)s)
+        ORDER BY 1, 2, 3""", {"tables": list(tables)})
+
+
+def prepare(name: str, database_url: str, migration: str) -> None:
+    """Seeded at the start migration, as in the demo, then migrated to `migration`."""
+    manage(name, database_url, "migrate", "demoapp", get_project(name).start)
+    manage(name, database_url, "seed_large_table", "--large-count", str(ROWS))
+    manage(name, database_url, "migrate", "demoapp", migration)
+
+
+def wait_until_waiting_on(monitor, table: str, migrate: subprocess.Popen) -> None:
+    """Poll pg_locks until the migration's backend waits for a lock on `table` (it has then done everything
+    before that point, committed)."""
+    deadline = time.monotonic() + FAILSAFE_S
+    with monitor.cursor() as cursor:
+        while True:
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE a.application_name = %s AND NOT l.granted AND l.relation = to_regclass(%s))",
+                [MIGRATOR, table],
+            )
+            if cursor.fetchone()[0]:
+                return
+            assert migrate.poll() is None, f"the migration ended before waiting on {table}: {migrate.stdout.read()}"
+            assert time.monotonic() < deadline, f"the migration never waited for a lock on {table}"
+            time.sleep(0.01)  # polling the catalog for a state, not waiting for time to pass
+
+
+@pytest.mark.parametrize("name, before, migration", list(non_atomic_steps()))
+def test_killed_half_way_it_runs_again_to_completion(name, before, migration, pg, database):
+    project = get_project(name)
+    tables = (project.large_table, project.small_table)
+
+    # What an uninterrupted run leaves: the reference.
+    reference_name = f"reference_{uuid.uuid4().hex[:12]}"
+    lab.create_database(pg.dsn(), reference_name)
+    try:
+        reference_url = pg.dsn(reference_name)
+        prepare(name, reference_url, before)
+        untouched = state_of(reference_url, tables)
+        manage(name, reference_url, "migrate", "demoapp", migration)
+        expected = state_of(reference_url, tables)
+    finally:
+        lab.drop_database(pg.dsn(), reference_name)
+
+    prepare(name, database, before)
+    holder = psycopg2.connect(database, application_name="holder")
+    monitor = psycopg2.connect(database)
+    monitor.autocommit = True
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(f'LOCK TABLE "{project.small_table}" IN ACCESS EXCLUSIVE MODE')
+        migrate = subprocess.Popen(
+            [sys.executable, str(project.folder / "manage.py"), "migrate", "demoapp", migration],
+            cwd=project.folder, env=project_environment(project, database, extra={
+                "MIGRATIONLAB_APPLICATION_NAME": MIGRATOR}),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        try:
+            wait_until_waiting_on(monitor, project.small_table, migrate)
+        finally:
+            os.killpg(migrate.pid, signal.SIGKILL)
+            migrate.wait()
+            migrate.stdout.close()
+        with monitor.cursor() as cursor:  # its session dies with it (else a waiting statement would run on)
+            cursor.execute("SELECT pg_terminate_backend(pid, 60000) FROM pg_stat_activity WHERE application_name = %s",
+                           [MIGRATOR])
+        holder.rollback()
+    finally:
+        holder.close()
+        monitor.close()
+
+    applied = query(database, "SELECT name FROM django_migrations WHERE app = 'demoapp' AND name = %s", [migration])
+    assert applied == [], "the killed migration must not be recorded as applied"
+    half_done = state_of(database, tables)
+    assert half_done not in (untouched, expected), "the kill must leave the migration half-done"
+    again = manage(name, database, "migrate", "demoapp", migration, check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert state_of(database, tables) == expected
+
+
+def test_giving_up_names_the_session_that_holds_the_table(database):
+    name = "proj01_safe_backfill"
+    manage(name, database, "migrate", "demoapp", "0004_backfill_status_batched")
+    report = psycopg2.connect(database, application_name="report")
+    try:
+        with report.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM large_user")  # the report's transaction holds ACCESS SHARE
+            cursor.execute("SELECT pg_backend_pid()")
+            report_pid = cursor.fetchone()[0]
+        done = manage(name, database, "shell", "-c", (
+            "from django.contrib.postgres.operations import AddConstraintNotValid\n"
+            "from django.db import connection, models\n"
+            "from django.db.migrations.loader import MigrationLoader\n"
+            "from migrationlab.operations import LockNotGranted, WithLockTimeout\n"
+            "before = MigrationLoader(connection).project_state(('demoapp', '0004_backfill_status_batched'))\n"
+            "check = models.CheckConstraint(condition=models.Q(status__isnull=False), name='status_set')\n"
+            "operation = WithLockTimeout(AddConstraintNotValid('largeuser', check), retry_for_seconds=1)\n"
+            "after = before.clone()\n"
+            "operation.state_forwards('demoapp', after)\n"
+            "try:\n"
+            "    with connection.schema_editor(atomic=False) as editor:\n"
+            "        operation.database_forwards('demoapp', editor, before, after)\n"
+            "except LockNotGranted as stop:\n"
+            "    print('\\nSTOPPED:', stop)\n"
+        ))
+    finally:
+        report.close()
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("STOPPED:")]
+    assert "each waiting at most 500ms for a lock on large_user" in line
+    assert f"large_user is held by pid {report_pid} (application_name 'report', idle in transaction for" in line
+    assert "AccessShareLock: SELECT pg_backend_pid()" in line
