@@ -252,8 +252,12 @@ def render_project(project: dict) -> str:
 
 def render_summary(report: dict) -> str:
     rows = report["summary"]
-    lines = [f"Risky vs safe, {report['rows']:,} rows, {report['settings']['rate_per_s']:g} requests/s per endpoint:",
-             f"  {'project':34} {'kind':5} {'steps':>5} {'time':>8}  "
+    risky = [row for row in rows if row["kind"] == "risky"]
+    safe = [row for row in rows if row["kind"] == "safe"]
+    lines = [f"Risky vs safe, {report['rows']:,} rows, {report['settings']['rate_per_s']:g} requests/s per endpoint:"]
+    if risky and safe:  # the headline first: how long the API stalled
+        lines.extend("  " + line for line in _conclusion(risky, safe))
+    lines += [f"  {'project':34} {'kind':5} {'steps':>5} {'time':>8}  "
              f"{'reads failed':>14} {'longest stall':>13} {'max':>6}  "
              f"{'writes failed':>14} {'longest stall':>13} {'max':>6}"]
     for row in rows:
@@ -264,10 +268,6 @@ def render_summary(report: dict) -> str:
                          f"{_latency(stats['max_s']):>6}")
         lines.append(f"  {row['project']:34} {row['kind']:5} {row['steps']:>5} {row['duration_s']:>7.1f}s  "
                      f"{cells[0]}  {cells[1]}")
-    risky = [row for row in rows if row["kind"] == "risky"]
-    safe = [row for row in rows if row["kind"] == "safe"]
-    if risky and safe:
-        lines.append("  " + _conclusion(risky, safe))
     return "\n".join(lines)
 
 
@@ -275,14 +275,17 @@ def _worst(rows: list[dict], name: str, key: str) -> float:
     return max((row["endpoints"][name][key] or 0 for row in rows), default=0)
 
 
-def _conclusion(risky: list[dict], safe: list[dict]) -> str:
+def _conclusion(risky: list[dict], safe: list[dict]) -> list[str]:
     risky_time = sum(row["duration_s"] for row in risky)
     safe_time = sum(row["duration_s"] for row in safe)
     risky_failed = sum(row["endpoints"][name]["failures"] for row in risky for name in MAIN_ENDPOINTS)
     safe_failed = sum(row["endpoints"][name]["failures"] for row in safe for name in MAIN_ENDPOINTS)
     risky_stall = {word: _worst(risky, name, "longest_stall_s") for name, word in ACCESS_WORDS.items()}
+    safe_stall = max(_worst(safe, name, "longest_stall_s") for name in MAIN_ENDPOINTS)
     safe_max = max(_worst(safe, name, "max_s") for name in MAIN_ENDPOINTS)
-    return (f"Risky: {risky_time:.1f} s, reads stalled up to {risky_stall['reads']:.1f} s and writes up to "
-            f"{risky_stall['writes']:.1f} s, {risky_failed} requests failed. "
-            f"Safe: {safe_time:.1f} s ({safe_time / max(risky_time, 1e-9):.1f}x as long), {safe_failed} requests "
-            f"failed, slowest answer {_latency(safe_max)}.")
+    return [
+        f"RISKY: the API stalled {max(risky_stall.values()):.1f} s (reads {risky_stall['reads']:.1f} s, writes "
+        f"{risky_stall['writes']:.1f} s) during {risky_time:.1f} s of migration; {risky_failed} requests failed.",
+        f"SAFE:  longest stall {safe_stall:.1f} s, slowest answer {_latency(safe_max)}; {safe_failed} requests "
+        f"failed, in {safe_time:.1f} s of migration ({safe_time / max(risky_time, 1e-9):.1f}x as long).",
+    ]

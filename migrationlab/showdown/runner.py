@@ -22,7 +22,7 @@ import psycopg2
 
 from migrationlab import lab
 from migrationlab.errors import LabError
-from migrationlab.scenarios import Project, projects_of_scenario
+from migrationlab.scenarios import Actor, Project, projects_of_scenario
 from migrationlab.showdown import chart
 from migrationlab.showdown.actors import PREVIOUS_RELEASE, PreviousRelease, make_actor
 from migrationlab.showdown import analysis
@@ -60,6 +60,7 @@ class Options:
     timeout_s: float = DEFAULT_TIMEOUT_S
     out_dir: Path | None = None
     database_url: str | None = None
+    long_query_s: float | None = None  # a report of this many seconds beside every step (--long-query)
     baseline_s: float = BASELINE_S
     warmup_s: float = WARMUP_S
     sample_interval_s: float = SAMPLE_INTERVAL_S
@@ -93,6 +94,8 @@ def run(options: Options, say=print) -> Outcome:
         say(f"  {options.rows:,} rows; {options.rate_per_s:g} requests/s to each endpoint, each giving up after "
             f"{options.timeout_s:g} s; locks sampled every {options.sample_interval_s * 1000:.0f} ms; results in {out}")
         say(f"  PostgreSQL {databases.server_version}: {databases.description}")
+        if options.long_query_s:
+            say(f"  beside every step: a report query holding the large table for {options.long_query_s:g} s")
         runs = [run_project(project, databases, options, out, say) for project in projects]
         server_version, embedded = databases.server_version, options.database_url is None
     settings = Settings(options.rows, options.rate_per_s, options.timeout_s, options.sample_interval_s,
@@ -126,6 +129,13 @@ def _checkpoint(url: str, say) -> None:
             "the seed's writes may reach the disk while measuring)")
     finally:
         connection.close()
+
+
+def _actors_of(step, options: Options) -> tuple[Actor, ...]:
+    """The step's own actors, and with --long-query a report on the large table started just before it."""
+    if options.long_query_s and not any(actor.kind == "long_query" for actor in step.actors):
+        return (*step.actors, Actor(kind="long_query", seconds=options.long_query_s))
+    return step.actors
 
 
 def _targets(port: int, rows: int, prefix: str = "") -> list[Target]:
@@ -205,7 +215,7 @@ def run_project(project: Project, databases: ShowdownDatabases, options: Options
         steps = []
         for step in project.steps:
             started_actors = []
-            for number, spec in enumerate(step.actors, start=1):
+            for number, spec in enumerate(_actors_of(step, options), start=1):
                 actor = make_actor(spec, project, url, instance=f"{instance}-{spec.kind}-{number}")
                 actors.append(actor)  # before start(): one that fails half-way is stopped too
                 actor.start()
