@@ -3,9 +3,15 @@
     list                          projects, ports, lessons
     up PROJECT [--rows N]         database + start migration + seed + gunicorn on the project's port
     manage PROJECT -- ARGS...     the project's manage.py against its lab database
+    url PROJECT                   the project's lab database URL, password included: psql "$(... url PROJECT)"
     down [PROJECT] [--purge]      stop servers (and PostgreSQL when none is left); --purge deletes data
     serve PROJECT [--bind ADDR]   migrate to the start migration, then exec gunicorn (the container's command)
     showdown SCENARIO [--rows N]  measure each step's downtime: API probe, lock timeline, report, chart
+
+Environment:
+    MIGRATIONLAB_HOME      where the lab keeps its state: PostgreSQL's data and password, pid files, logs
+                           (default: .lab/ at the repository root)
+    MIGRATIONLAB_PG_PORT   the port of the lab's PostgreSQL on 127.0.0.1 (default 5400)
 """
 
 from __future__ import annotations
@@ -48,10 +54,18 @@ def cmd_up(args) -> int:
     from migrationlab import lab
 
     project = get_project(args.project)
+    server = lab.embedded_server()  # checks MIGRATIONLAB_PG_PORT before any work
     port = args.port or project.web_port
-    if not lab.server_pid(project):
+    pid = lab.server_pid(project)
+    if pid and not args.reset:
+        served = lab.served_port(project)
+        if args.port and args.port != served:  # the server would not move: refuse rather than print a dead URL
+            where = f"on port {served}" if served else f"by pid {pid}"
+            raise lab.LabError(f"{project.name} is already served {where}; stop it first "
+                               f"({lab.cli_command()} down {project.name}) or add --reset")
+        port = served or port
+    elif not pid:
         lab.require_free_port(port)  # before any work: fail fast
-    server = lab.embedded_server()
     print(f"PostgreSQL 16 (embedded): {'started' if server.start() else 'already running'} on 127.0.0.1:{server.port}")
     database_url = server.dsn(project.name)
     if args.reset:
@@ -73,7 +87,7 @@ def cmd_up(args) -> int:
     else:
         pid = lab.start_web(project, database_url, port)
         print(f"web: gunicorn pid {pid}, log {lab.log_file(project)}")
-    here = "python -m migrationlab"
+    here = lab.cli_command()
     print(f"""
 Ready: http://127.0.0.1:{port}/list_large/  and  /update_order/
 
@@ -81,35 +95,57 @@ Next:
   watch the API        see DEMO_COMMANDS.md in {project.name}/ (the curl loop, port {port})
   see the migrations   {here} manage {project.name} -- showmigrations demoapp
   apply the lesson     {here} manage {project.name} -- migrate demoapp
+  open psql            {here} manage {project.name} -- dbshell
   stop                 {here} down {project.name}     (add --purge to delete its data)""")
     return 0
+
+
+def lab_database(project):
+    """The running lab server, once sure it holds the project's database."""
+    from migrationlab import lab
+
+    server = lab.embedded_server()
+    if not server.is_running():
+        raise lab.LabError(f"the lab database is not running; start it with: {lab.cli_command()} up {project.name}")
+    if not lab.database_exists(server.dsn(), project.name):
+        raise lab.LabError(f"{project.name} has no lab database yet; run: {lab.cli_command()} up {project.name}")
+    return server
 
 
 def cmd_manage(args) -> int:
     from migrationlab import lab
 
     project = get_project(args.project)
-    server = lab.embedded_server()
-    if not server.is_running():
-        raise lab.LabError(f"the lab database is not running; start it with: python -m migrationlab up {project.name}")
-    if not lab.database_exists(server.dsn(), project.name):
-        raise lab.LabError(f"{project.name} has no lab database yet; run: python -m migrationlab up {project.name}")
+    server = lab_database(project)
     arguments = args.arguments[1:] if args.arguments[:1] == ["--"] else args.arguments
     if not arguments:
         raise lab.LabError("say what manage.py should run, e.g.: manage PROJECT -- migrate demoapp")
     return lab.run_manage(project, server.dsn(project.name), arguments).returncode
 
 
+def cmd_url(args) -> int:
+    project = get_project(args.project)
+    print(lab_database(project).dsn(project.name))
+    return 0
+
+
 def cmd_down(args) -> int:
     from migrationlab import lab
 
     projects = [get_project(args.project)] if args.project else all_projects()
+    server = lab.embedded_server()
+    stopped_any = False
     for project in projects:
         if lab.stop_web(project):
+            stopped_any = True
             print(f"stopped the web server of {project.name}")
-    server = lab.embedded_server()
-    if args.purge and args.project and server.is_running():
-        if lab.drop_database(server.dsn(), args.project):
+        elif args.project:
+            print(f"nothing to stop for {project.name}: its web server is not running")
+    if args.purge and args.project:
+        lab.log_file(projects[0]).unlink(missing_ok=True)
+        if not server.is_running():
+            print(f"database {args.project} is kept: the lab's PostgreSQL is not running (`down --purge` deletes all)")
+        elif lab.drop_database(server.dsn(), args.project):
             print(f"dropped database {args.project}")
     still_serving = lab.serving_projects(all_projects())
     if still_serving:
@@ -117,9 +153,10 @@ def cmd_down(args) -> int:
         return 0
     if server.stop():
         print("stopped the embedded PostgreSQL")
+    elif not stopped_any and not args.project:
+        print("nothing to stop: the lab is not running")
     if args.purge and not args.project:
-        server.purge()
-        print(f"deleted the lab data in {server.data_dir}")
+        print(f"deleted the lab's data, logs and pid files in {lab.purge_lab_home(server)}")
     return 0
 
 
@@ -152,17 +189,19 @@ def cmd_showdown(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m migrationlab", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m migrationlab", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__[__doc__.index("Environment:"):],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("list", help="projects, ports and lessons").set_defaults(run=cmd_list)
 
     up = commands.add_parser("up", help="start (or reuse) a project on the embedded PostgreSQL 16")
-    up.add_argument("project")
+    up.add_argument("project", help="a project folder, e.g. proj01_safe_backfill (`list` shows them all)")
     up.add_argument("--rows", type=row_count, default=None, metavar="N",
                     help=f"rows in the large table (default {DEFAULT_ROWS:,})")
     up.add_argument("--port", type=port_number, default=None,
-                    help="web port on 127.0.0.1 (default: the project's port from SCENARIOS.md)")
+                    help="web port on 127.0.0.1 (default: the project's web port, as list shows it)")
     up.add_argument("--reset", action="store_true", help="drop the project's database first and seed it anew")
     up.set_defaults(run=cmd_up)
 
@@ -171,9 +210,14 @@ def build_parser() -> argparse.ArgumentParser:
     manage.add_argument("arguments", nargs=argparse.REMAINDER, metavar="-- ARGS")
     manage.set_defaults(run=cmd_manage)
 
+    url = commands.add_parser("url", help="print the project's lab database URL (password included), e.g. for psql")
+    url.add_argument("project")
+    url.set_defaults(run=cmd_url)
+
     down = commands.add_parser("down", help="stop a project's server (all without PROJECT), then PostgreSQL")
     down.add_argument("project", nargs="?")
-    down.add_argument("--purge", action="store_true", help="delete the data too")
+    down.add_argument("--purge", action="store_true",
+                      help="delete the data too: the project's database, or without PROJECT all the lab keeps")
     down.set_defaults(run=cmd_down)
 
     serve = commands.add_parser("serve", help="migrate to the start migration and exec gunicorn (the container's command)")

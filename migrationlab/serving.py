@@ -13,10 +13,14 @@ GUNICORN_CONFIG = REPO_ROOT / "migrationlab" / "gunicorn_conf.py"
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether nobody listens on the port. Raises PermissionError if this process may not listen on it at all
+    (below 1024 without privileges): that is not "in use", and the fix differs."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
+        except PermissionError:
+            raise
         except OSError:
             return False
     return True
