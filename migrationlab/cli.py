@@ -6,7 +6,8 @@
     url PROJECT                   the project's lab database URL, password included: psql "$(... url PROJECT)"
     down [PROJECT] [--purge]      stop servers (and PostgreSQL when none is left); --purge deletes data
     serve PROJECT [--bind ADDR]   migrate to the start migration, then exec gunicorn (the container's command)
-    showdown SCENARIO [--rows N]  measure each step's downtime: API probe, lock timeline, report, chart
+    showdown SCENARIO [--rows N] [--long-query S]
+                                  measure each step's downtime: API probe, lock timeline, report, chart
 
 Environment:
     MIGRATIONLAB_HOME      where the lab keeps its state: PostgreSQL's data and password, pid files, logs
@@ -181,10 +182,13 @@ def cmd_showdown(args) -> int:
 
     if not 0 < args.rate <= 500:
         raise LabError(f"--rate must be more than 0 and at most 500 requests per second, got {args.rate:g}")
+    if args.long_query is not None and not 0 < args.long_query <= 3600:
+        raise LabError(f"--long-query must be more than 0 and at most 3600 seconds, got {args.long_query:g}")
     if not 0 < args.timeout <= 600:
         raise LabError(f"--timeout must be more than 0 and at most 600 seconds, got {args.timeout:g}")
     run(Options(selector=args.scenario, rows=args.rows or DEFAULT_ROWS, rate_per_s=args.rate, timeout_s=args.timeout,
-                out_dir=Path(args.out) if args.out else None, database_url=args.database_url))
+                out_dir=Path(args.out) if args.out else None, database_url=args.database_url,
+                long_query_s=args.long_query))
     return 0
 
 
@@ -233,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="requests per second to each endpoint, whatever the earlier ones do (default 20)")
     showdown.add_argument("--timeout", type=float, default=3.0, metavar="S",
                           help="seconds after which a request counts as failed, like curl --max-time (default 3)")
+    showdown.add_argument("--long-query", type=float, default=None, metavar="S",
+                          help="beside every step, a report query that holds the large table for S seconds (how a "
+                               "safe step behaves behind a long report: it must give way, not queue traffic)")
     showdown.add_argument("--out", metavar="DIR",
                           help="where report.json and chart.png go (default ./showdown-NN-TIME)")
     showdown.add_argument("--database-url", metavar="URL",

@@ -17,8 +17,20 @@ A statement that waits is therefore waiting for the rest of that transaction. Ho
   throughout - a probe waited on a transaction that then works through at least every row of the table.
 
 Autocommit statements (non-atomic migrations) are each wrapped in their own transaction so that their locks are
-still held when the gate stops them. Statements that cannot run in a transaction (CREATE INDEX CONCURRENTLY,
-VACUUM) pass the gate unwrapped: the judge then sees them only after they finished.
+still held when the gate stops them.
+
+Some statements are judged while they wait, not after:
+  - a step with a long_query actor: the judge holds a report's transaction open (ACCESS SHARE on the large table)
+    from before the step. A statement that queues behind the report is stopped there: the probes are sent while
+    it waits, then the report ends. A wait that only the report's end would finish is `throughout` (every read
+    and write queues for the rest of the report); one that the statement's own lock_timeout cuts short is
+    `briefly`.
+  - CREATE/DROP INDEX CONCURRENTLY cannot run in a transaction, so the gate cannot stop it halfway. But it waits
+    for older transactions at known phases: the judge holds a transaction that wrote to the table (and holds a
+    snapshot) when the statement starts, sees the statement wait for it (pg_blocking_pids, and the phase in
+    pg_stat_progress_create_index), probes, then hands over to a fresh held transaction and ends the old one,
+    for each phase that waits.
+VACUUM passes the gate unwrapped: the judge sees it only after it finished.
 """
 
 from __future__ import annotations
@@ -37,7 +49,11 @@ from migrationlab.locks import lock_strength
 from migrationlab.scenarios import Project, Step
 
 NOT_IN_A_TRANSACTION = re.compile(r"\bCONCURRENTLY\b|^\s*(VACUUM|CREATE\s+DATABASE|DROP\s+DATABASE)\b", re.I)
+CONCURRENT = re.compile(r"\bCONCURRENTLY\b", re.I)
 FAILSAFE_SECONDS = 120.0  # only if PostgreSQL never answers; never reached in a passing run
+POLL_SECONDS = 0.005  # how often pg_locks is asked whether the migration waits on a held transaction
+PHASE_STOPS = 3  # a concurrent index build waits at three phases (writers, writers again, old snapshots)
+RETRIES_WHEN_TIMED_OUT = 20  # a lock_timeout may end a wait before the probes queue: judge the next attempt
 
 
 @dataclass
@@ -51,6 +67,11 @@ class Pause:
     locks: list[str] = field(default_factory=list)  # modes the migration holds on the large table
     read_waited: bool = False
     write_waited: bool = False
+    # Stopped while waiting, not after: for whom ("report" or "open transaction"), at which phase of a concurrent
+    # index build, and the lock_timeout that bounds the wait ("0" = none: it lasts as long as the other side).
+    waiting_for: str | None = None
+    phase: str | None = None
+    lock_timeout: str | None = None
 
 
 @dataclass
@@ -73,6 +94,9 @@ class Judgement:
         data = asdict(self)
         data["holds"] = self.holds
         data["waits"] = [asdict(p) for p in self.pauses if p.read_waited or p.write_waited]
+        # The stops made while the migration waited on a transaction the judge held (a report, or the open
+        # transaction a concurrent index build waits for at each phase), whether or not a probe waited.
+        data["stopped_while_waiting"] = [asdict(p) for p in self.pauses if p.waiting_for]
         del data["pauses"]
         data["statements"] = len(self.pauses)
         return data
@@ -96,6 +120,7 @@ class Gate:
         self.table_oid = table_oid
         self.paused: queue.Queue = queue.Queue()
         self.release = threading.Semaphore(0)
+        self.running: Pause | None = None  # the statement under way (what a stop while waiting reports)
         self._own_query = False
         self._transactions = 0
         self._outer_block = None  # the outermost Atomic of the current transaction (kept alive: ids stay unique)
@@ -107,6 +132,9 @@ class Gate:
         if db.get_autocommit() and not NOT_IN_A_TRANSACTION.search(sql):
             with transaction.atomic(using=db.alias):
                 return self._run_and_pause(execute, sql, params, many, context)
+        if CONCURRENT.search(sql):  # let the judge open the transaction this statement will wait for
+            self.paused.put(ConcurrentStatement(str(sql)))
+            self.release.acquire()
         return self._run_and_pause(execute, sql, params, many, context)
 
     def _transaction_number(self, db) -> int:
@@ -115,6 +143,15 @@ class Gate:
             self._transactions += 1
             self._outer_block = outer
         return self._transactions
+
+    def _own(self, db, sql: str):
+        self._own_query = True
+        try:
+            with db.cursor() as cursor:
+                cursor.execute(sql, [self.table_oid] if "%s" in sql else None)
+                return cursor.fetchone()[0]
+        finally:
+            self._own_query = False
 
     def _measure(self, db) -> int:
         if not db.in_atomic_block:
@@ -130,19 +167,77 @@ class Gate:
         db = context["connection"]
         number = self._transaction_number(db)
         before = self._measure(db)
+        lock_timeout = self._own(db, "SELECT current_setting('lock_timeout')")
+        self.running = Pause(" ".join(str(sql).split())[:200], number, before, before, lock_timeout=lock_timeout)
         result = execute(sql, params, many, context)
         after = self._measure(db) if db.in_atomic_block else before
+        self.running = None
         self.paused.put(Pause(" ".join(str(sql).split())[:200], number, before, after))
         self.release.acquire()
         return result
 
 
+@dataclass
+class ConcurrentStatement:
+    """The gate is about to run a statement that cannot run in a transaction (CREATE INDEX CONCURRENTLY)."""
+
+    statement: str
+
+
+class HeldTransactions:
+    """Transactions the judge holds open on the large table, for the migration to wait on.
+
+    report  - a read in an open transaction (ACCESS SHARE), like a long report: the long_query actor;
+    writer  - a transaction that has locked the table for writing (ROW EXCLUSIVE) and holds a snapshot
+              (REPEATABLE READ): what a concurrent index build waits for at each of its phases.
+    """
+
+    def __init__(self, connect, table: str):
+        self.connect = connect
+        self.table = table
+        self.open: dict[int, tuple[str, object]] = {}  # backend pid -> (kind, connection)
+
+    def hold(self, kind: str) -> int:
+        connection = self.connect(application_name=f"judge-{kind}")
+        with connection.cursor() as cursor:
+            if kind == "writer":
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cursor.execute(f'LOCK TABLE "{self.table}" IN ROW EXCLUSIVE MODE')
+            cursor.execute(f'SELECT 1 FROM "{self.table}" LIMIT 1')  # takes ACCESS SHARE (and the snapshot)
+            cursor.execute("SELECT pg_backend_pid()")
+            pid = cursor.fetchone()[0]
+        self.open[pid] = (kind, connection)
+        return pid
+
+    def end(self, pid: int) -> None:
+        kind, connection = self.open.pop(pid)
+        connection.rollback()
+        connection.close()
+
+    def end_all(self) -> None:
+        for pid in list(self.open):
+            self.end(pid)
+
+    def holding_up(self, monitor, migrator_pid: int) -> tuple[int, str] | None:
+        """The held transaction the migration waits for right now, if any."""
+        if not self.open:
+            return None
+        with monitor.cursor() as cursor:
+            cursor.execute("SELECT pg_blocking_pids(%s)", [migrator_pid])
+            blockers = cursor.fetchone()[0] or []
+        for pid in blockers:
+            if pid in self.open:
+                return pid, self.open[pid][0]
+        return None
+
+
 class Prober:
     """Sends the API's read and write from their own connections and tells whether they waited on `pid`."""
 
-    def __init__(self, monitor, write_id: int):
+    def __init__(self, monitor, write_id: int, read_query: str = ""):
         self.monitor = monitor
         self.write_id = write_id
+        self.read_path = "/list_large/" + (f"?{read_query.replace('{id}', str(write_id))}" if read_query else "")
         self.factory = RequestFactory()
 
     def _call(self, view, request, backend_pid: list, started: threading.Event, done: threading.Event):
@@ -183,7 +278,7 @@ class Prober:
         return waited
 
     def read(self, migrator_pid: int) -> bool:
-        return self.waits_on(migrator_pid, web.list_large, self.factory.get("/list_large/"))
+        return self.waits_on(migrator_pid, web.list_large, self.factory.get(self.read_path))
 
     def write(self, migrator_pid: int) -> bool:
         return self.waits_on(migrator_pid, web.update_order, self.factory.post("/update_order/", {"id": self.write_id}))
@@ -197,6 +292,12 @@ def _verdict(pauses: list[Pause], attribute: str, table_rows: int) -> str:
     for group in by_transaction.values():
         end = group[-1].rows_after
         for pause in group:
+            if getattr(pause, attribute) and pause.waiting_for:
+                # Queued behind a statement that itself waits: bounded by its lock_timeout, or by the other side.
+                if pause.lock_timeout in (None, "0"):
+                    return "throughout"
+                worst = "briefly"
+                continue
             if getattr(pause, attribute):
                 work_while_waiting = end - pause.rows_before
                 if work_while_waiting >= table_rows:
@@ -212,50 +313,108 @@ def _apply_step(migration: str) -> None:
     call_command("migrate", "demoapp", migration, verbosity=0)
 
 
-def judge_step(project: Project, step: Step, monitor, write_id: int, table_rows: int) -> Judgement:
-    """Apply one step under the gate; probe at every statement."""
+def judge_step(project: Project, step: Step, monitor, write_id: int, table_rows: int, connect) -> Judgement:
+    """Apply one step under the gate; probe at every statement, and while it waits on a transaction we hold.
+
+    `connect(application_name=...)` opens a connection of the judge's own (for the held transactions)."""
     with monitor.cursor() as cursor:
         cursor.execute("SELECT %s::regclass::oid", [project.large_table])  # regclass input takes no lock
         table_oid = cursor.fetchone()[0]
     gate = Gate(table_oid)
-    prober = Prober(monitor, write_id)
+    prober = Prober(monitor, write_id, project.read_query)
+    held = HeldTransactions(connect, project.large_table)
     failure: list[BaseException] = []
     migrator_pid: list[int] = []
-    finished = threading.Event()
+    started = threading.Event()
 
     def migrate():
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_backend_pid()")
                 migrator_pid.append(cursor.fetchone()[0])
+            started.set()
             with connection.execute_wrapper(gate):
                 _apply_step(step.migration)
         except BaseException as error:  # reported by the main thread
             failure.append(error)
         finally:
+            started.set()
             connection.close()
-            finished.set()
             gate.paused.put(None)
 
-    thread = threading.Thread(target=migrate, name=f"migrate {step.migration}", daemon=True)
-    thread.start()
-    pauses: list[Pause] = []
-    while True:
-        pause = gate.paused.get(timeout=FAILSAFE_SECONDS)
-        if pause is None:
-            break
+    def locks_held() -> list[str]:
         with monitor.cursor() as cursor:
             cursor.execute("SELECT mode FROM pg_locks WHERE pid = %s AND relation = %s AND granted",
                            [migrator_pid[0], table_oid])
-            pause.locks = sorted({mode for (mode,) in cursor.fetchall()}, key=lock_strength)
-        pause.read_waited = prober.read(migrator_pid[0])
-        pause.write_waited = prober.write(migrator_pid[0])
-        pauses.append(pause)
-        gate.release.release()
+            return sorted({mode for (mode,) in cursor.fetchall()}, key=lock_strength)
+
+    def phase() -> str | None:
+        with monitor.cursor() as cursor:
+            cursor.execute("SELECT phase FROM pg_stat_progress_create_index WHERE pid = %s", [migrator_pid[0]])
+            row = cursor.fetchone()
+        return row[0] if row else None
+
+    if any(actor.kind == "long_query" for actor in step.actors):
+        held.hold("report")  # the report runs before the step starts, as in the showdown
+    thread = threading.Thread(target=migrate, name=f"migrate {step.migration}", daemon=True)
+    pauses: list[Pause] = []
+    stops_in_concurrent, inconclusive = 0, 0
+    try:
+        thread.start()
+        started.wait(FAILSAFE_SECONDS)
+        deadline = time.monotonic() + FAILSAFE_SECONDS
+        while True:
+            try:
+                event = gate.paused.get(timeout=POLL_SECONDS)
+            except queue.Empty:
+                holder = held.holding_up(monitor, migrator_pid[0]) if migrator_pid else None
+                running = gate.running
+                if holder is None or running is None:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{step.migration}: the migration neither finished a statement nor "
+                                           f"waited on the judge for {FAILSAFE_SECONDS:.0f} s")
+                    continue
+                pid, kind = holder
+                pause = Pause(running.statement, running.transaction, running.rows_before, running.rows_before,
+                              waiting_for="report" if kind == "report" else "open transaction", phase=phase(),
+                              lock_timeout=running.lock_timeout)
+                pause.locks = locks_held()
+                pause.read_waited = prober.read(migrator_pid[0])
+                pause.write_waited = prober.write(migrator_pid[0])
+                still_waiting = held.holding_up(monitor, migrator_pid[0]) is not None
+                if not (pause.read_waited or pause.write_waited or still_waiting) \
+                        and inconclusive < RETRIES_WHEN_TIMED_OUT:
+                    inconclusive += 1  # its lock_timeout ended the wait before the probes queued: judge the retry
+                    continue
+                pauses.append(pause)
+                if kind == "writer" and stops_in_concurrent < PHASE_STOPS - 1:
+                    held.hold("writer")  # the next phase waits for this one
+                    stops_in_concurrent += 1
+                held.end(pid)
+                deadline = time.monotonic() + FAILSAFE_SECONDS
+                continue
+            deadline = time.monotonic() + FAILSAFE_SECONDS
+            if event is None:
+                break
+            if isinstance(event, ConcurrentStatement):
+                held.hold("writer")
+                stops_in_concurrent = 0
+                gate.release.release()
+                continue
+            for pid, (kind, _) in list(held.open.items()):
+                if kind == "writer":  # its statement is done: nothing waits for it any more
+                    held.end(pid)
+            event.locks = locks_held()
+            event.read_waited = prober.read(migrator_pid[0])
+            event.write_waited = prober.write(migrator_pid[0])
+            pauses.append(event)
+            gate.release.release()
+    finally:
+        held.end_all()  # a report still open ends with the step
     thread.join(FAILSAFE_SECONDS)
     if failure:
         raise failure[0]
-    held = [mode for pause in pauses for mode in pause.locks]
+    modes = [mode for pause in pauses for mode in pause.locks]
     return Judgement(
         migration=step.migration,
         kind=step.kind,
@@ -264,6 +423,6 @@ def judge_step(project: Project, step: Step, monitor, write_id: int, table_rows:
         reads=_verdict(pauses, "read_waited", table_rows),
         writes=_verdict(pauses, "write_waited", table_rows),
         table_rows=table_rows,
-        strongest_lock=max(held, key=lock_strength) if held else None,
+        strongest_lock=max(modes, key=lock_strength) if modes else None,
         pauses=pauses,
     )

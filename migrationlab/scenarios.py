@@ -70,6 +70,11 @@ class Project:
     write_field: str
     seed_columns: dict[str, str]
     steps: tuple[Step, ...] = field(default_factory=tuple)
+    # /list_large/?<lookup_field>=value filters on that column (the lookup an index lesson is about).
+    lookup_field: str | None = None
+    # The query string of the read probes (showdown, judge); "{id}" becomes a row number, e.g.
+    # "email=user{id}@example.com". Empty: the plain /list_large/.
+    read_query: str = ""
 
     @property
     def web_port(self) -> int:
@@ -91,6 +96,10 @@ def _require(data: dict, key: str, where: Path, kind: type = str):
     if not isinstance(value, kind):
         raise ScenarioError(f"{where}: '{key}' must be a {kind.__name__}")
     return value
+
+
+def _optional(data: dict, key: str, where: Path) -> str | None:
+    return _require(data, key, where) if key in data else None
 
 
 def _load_actors(raw: dict, where: Path) -> tuple[Actor, ...]:
@@ -156,6 +165,8 @@ def load_project(folder: Path) -> Project:
         write_field=_require(tables, "write_field", path),
         seed_columns=dict(_require(data, "seed", path, dict)),
         steps=tuple(steps),
+        lookup_field=_optional(tables, "lookup_field", path),
+        read_query=_optional(tables, "read_query", path) or "",
     )
 
 

@@ -105,4 +105,5 @@ def project_settings(settings_file: str) -> dict:
         "MIGRATIONLAB_PROJECT": project.name,
         "MIGRATIONLAB_LARGE_MODEL": f"demoapp.{project.large_model}",
         "MIGRATIONLAB_WRITE_FIELD": project.write_field,
+        "MIGRATIONLAB_LOOKUP_FIELD": project.lookup_field,
     }

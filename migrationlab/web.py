@@ -1,7 +1,9 @@
 """The two endpoints every project serves (its ROOT_URLCONF): the read and the write the demo watches.
 
 GET /list_large/            10 rows of the large table (from a random id on) and its row count (planner estimate:
-                            an exact count(*) of 10M rows would cost more than the probe it is part of)
+                            an exact count(*) of 10M rows would cost more than the probe it is part of). In a
+                            project whose scenario.toml names a lookup_field (e.g. email), ?email=... returns the
+                            rows with exactly that value instead: the lookup an index is built for.
 GET|POST /update_order/     updates one row of the large table and returns it: the row the request names, else a
                             random existing one. A request names a row in the query string (?id=12) or, for a
                             POST, in its body: form data (id=12) or JSON ({"id": 12}). A body it cannot read
@@ -161,8 +163,12 @@ def requested_id(request) -> int | None:
 @json_endpoint("GET")
 def list_large(request):
     model = large_model()
-    start = random_existing_id(model)
-    rows = list(model.objects.filter(pk__gte=start or 0).order_by("pk").values()[:PAGE_SIZE])
+    lookup = settings.MIGRATIONLAB_LOOKUP_FIELD
+    if lookup and lookup in request.GET:  # the exact lookup an index lesson is about, e.g. ?email=...
+        rows = list(model.objects.filter(**{lookup: request.GET[lookup]}).order_by("pk").values()[:PAGE_SIZE])
+    else:
+        start = random_existing_id(model)
+        rows = list(model.objects.filter(pk__gte=start or 0).order_by("pk").values()[:PAGE_SIZE])
     return JsonResponse(
         {
             "table": model._meta.db_table,

@@ -29,6 +29,7 @@ class Target:
 
     With `random_id_up_to`, each request asks for `?id=N`, N random in 1..random_id_up_to: /update_order/ then
     goes straight to its UPDATE, so a write that waits, waits as a write (not in a SELECT choosing a row).
+    A `query` template ("email=user{id}@example.com") is sent instead, with {id} such a random row number.
     """
 
     name: str
@@ -37,9 +38,13 @@ class Target:
     method: str
     path: str
     random_id_up_to: int = 0
+    query: str = ""
 
     def request(self, pick: random.Random) -> bytes:
-        path = f"{self.path}?id={pick.randint(1, self.random_id_up_to)}" if self.random_id_up_to else self.path
+        query = self.query or ("id={id}" if self.random_id_up_to else "")
+        if "{id}" in query:
+            query = query.replace("{id}", str(pick.randint(1, max(self.random_id_up_to, 1))))
+        path = f"{self.path}?{query}" if query else self.path
         lines = [f"{self.method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}",
                  "User-Agent: migrationlab-showdown", "Connection: close"]
         if self.method == "POST":

@@ -138,10 +138,13 @@ def _actors_of(step, options: Options) -> tuple[Actor, ...]:
     return step.actors
 
 
-def _targets(port: int, rows: int, prefix: str = "") -> list[Target]:
-    """The two endpoints; writes name a random row, so that a write that waits, waits in its UPDATE."""
-    return [Target(f"{prefix}{name}", "127.0.0.1", port, method, f"/{name}/", rows if name == "update_order" else 0)
-            for name, method in ENDPOINTS]
+def _targets(project: Project, port: int, rows: int, prefix: str = "") -> list[Target]:
+    """The two endpoints; writes name a random row, so that a write that waits, waits in its UPDATE. Reads send
+    the project's read_query, if it has one (a lookup that an index serves)."""
+    reads, writes = ENDPOINTS
+    return [Target(f"{prefix}{reads[0]}", "127.0.0.1", port, reads[1], f"/{reads[0]}/",
+                   rows if project.read_query else 0, project.read_query),
+            Target(f"{prefix}{writes[0]}", "127.0.0.1", port, writes[1], f"/{writes[0]}/", rows)]
 
 
 def _until_recovered(probe: Probe, clock: Clock, baseline: Window, say) -> Window:
@@ -194,7 +197,7 @@ def run_project(project: Project, databases: ShowdownDatabases, options: Options
         sampler.start()
         cleanup.callback(sampler.stop)
         probe = Probe(clock, options.rate_per_s, options.timeout_s)
-        for target in _targets(port, options.rows):
+        for target in _targets(project, port, options.rows):
             probe.add_target(target)
         probe.start()
         cleanup.callback(probe.stop, drain=False)
@@ -220,7 +223,7 @@ def run_project(project: Project, databases: ShowdownDatabases, options: Options
                 actors.append(actor)  # before start(): one that fails half-way is stopped too
                 actor.start()
                 if isinstance(actor, PreviousRelease):
-                    for target in _targets(actor.port, options.rows, prefix=f"{PREVIOUS_RELEASE}/"):
+                    for target in _targets(project, actor.port, options.rows, prefix=f"{PREVIOUS_RELEASE}/"):
                         probe.add_target(target)
                 started_actors.append((spec.kind, actor.describe()))
                 say(f"  started {actor.describe()}")

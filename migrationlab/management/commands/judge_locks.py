@@ -36,7 +36,8 @@ class Command(BaseCommand):
             # With --json, stdout carries only the JSON: the migrations' progress lines go to stderr.
             with contextlib.redirect_stdout(sys.stderr) if options["json"] else contextlib.nullcontext():
                 judgements = [
-                    judge_step(project, step, monitor, write_id=(last_id + 1) // 2, table_rows=table_rows)
+                    judge_step(project, step, monitor, write_id=(last_id + 1) // 2, table_rows=table_rows,
+                               connect=lambda **extra: psycopg2.connect(**{**params, **extra}))
                     for step in project.steps
                 ]
         except DatabaseError as failure:
