@@ -168,8 +168,13 @@ class WithLockTimeout(Operation):
     Re-runnable: before each inner operation it asks the catalog whether that work is already done (see
     migrationlab/resumable.py), so a migration that failed half-way does only the rest when run again.
 
-    The inner operations run in one transaction per attempt, all or nothing. Operations that cannot run in a
-    transaction (AddIndexConcurrently, RemoveIndexConcurrently) run one by one, with a session lock_timeout.
+    The inner operations run in one transaction per attempt, all or nothing.
+
+    Operations that cannot run in a transaction (AddIndexConcurrently, RemoveIndexConcurrently) run one by one,
+    re-runnable as above, but without a lock_timeout: they take SHARE UPDATE EXCLUSIVE, which no read or write
+    conflicts with, so nothing of the application ever queues behind them; and a CREATE INDEX CONCURRENTLY waits
+    (a lock wait, to which lock_timeout applies) for every older transaction, so a timeout would throw away a
+    finished build, leave an INVALID index, and start over.
     """
 
     reduces_to_sql = True  # sqlmigrate shows what each attempt runs
@@ -199,6 +204,8 @@ class WithLockTimeout(Operation):
 
     def describe(self):
         inner = "; ".join(operation.describe() for operation in self.operations)
+        if any(isinstance(operation, NotInTransactionMixin) for operation in self.operations):
+            return f"{inner} (re-runnable; no lock_timeout: nothing queues behind SHARE UPDATE EXCLUSIVE)"
         return f"{inner} (lock_timeout {self.lock_timeout}, retried for up to {self.retry_for_seconds:g} s)"
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
@@ -238,8 +245,10 @@ class WithLockTimeout(Operation):
             else:
                 operation.database_forwards(app_label, schema_editor, before, after)
 
+        concurrent = any(isinstance(operation, NotInTransactionMixin) for operation, _, _ in steps)
         if schema_editor.collect_sql:
-            schema_editor.collected_sql.append(f"SET lock_timeout = '{self.lock_timeout}';")
+            if not concurrent:
+                schema_editor.collected_sql.append(f"SET LOCAL lock_timeout = '{self.lock_timeout}';")
             for step in steps:
                 apply(step)
             return
@@ -248,7 +257,7 @@ class WithLockTimeout(Operation):
                 f"{type(self).__name__} retries in transactions of its own: set atomic = False on the migration"
             )
         tables = _tables(app_label, steps)
-        if any(isinstance(operation, NotInTransactionMixin) for operation, _, _ in steps):
+        if concurrent:
             for step in steps:  # each concurrent build or drop on its own, each retried on its own
                 self._retry(schema_editor, tables, lambda step=step: apply(step), in_transaction=False)
         else:
@@ -273,13 +282,7 @@ class WithLockTimeout(Operation):
                         while len(schema_editor.deferred_sql) > deferred:
                             schema_editor.execute(schema_editor.deferred_sql.pop(deferred))
                 else:
-                    with connection.cursor() as cursor:
-                        cursor.execute("SET lock_timeout = %s", [self.lock_timeout])
-                    try:
-                        body()
-                    finally:
-                        with connection.cursor() as cursor:
-                            cursor.execute("RESET lock_timeout")
+                    body()  # no lock_timeout: see the class docstring
                 return
             except OperationalError as failure:
                 del schema_editor.deferred_sql[deferred:]  # rolled back with the attempt
