@@ -283,9 +283,13 @@ def _conclusion(risky: list[dict], safe: list[dict]) -> list[str]:
     risky_stall = {word: _worst(risky, name, "longest_stall_s") for name, word in ACCESS_WORDS.items()}
     safe_stall = max(_worst(safe, name, "longest_stall_s") for name in MAIN_ENDPOINTS)
     safe_max = max(_worst(safe, name, "max_s") for name in MAIN_ENDPOINTS)
-    return [
+    lines = [
         f"RISKY: the API stalled {max(risky_stall.values()):.1f} s (reads {risky_stall['reads']:.1f} s, writes "
         f"{risky_stall['writes']:.1f} s) during {risky_time:.1f} s of migration; {risky_failed} requests failed.",
         f"SAFE:  longest stall {safe_stall:.1f} s, slowest answer {_latency(safe_max)}; {safe_failed} requests "
         f"failed, in {safe_time:.1f} s of migration ({safe_time / max(risky_time, 1e-9):.1f}x as long).",
     ]
+    if not risky_failed:
+        lines.append("(The risky stall stayed under the client timeout, so nothing failed: run it with more --rows, "
+                     "or a lower --timeout, to see the outage.)")
+    return lines
