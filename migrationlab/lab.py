@@ -92,12 +92,15 @@ def database_exists(admin_dsn: str, name: str) -> bool:
     return _scalar(admin_dsn, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)", [name])
 
 
-def create_database(admin_dsn: str, name: str) -> bool:
-    """Create it if missing; True if created."""
+def create_database(admin_dsn: str, name: str, template: str | None = None) -> bool:
+    """Create it if missing (a copy of `template`, if given); True if created."""
     if database_exists(admin_dsn, name):
         return False
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
     with _cursor(admin_dsn) as cursor:
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        cursor.execute(statement)
     return True
 
 

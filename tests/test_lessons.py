@@ -9,18 +9,14 @@ import json
 import pytest
 
 from migrationlab.scenarios import all_projects
-from tests.conftest import manage
-
-ROWS = 100_000
+from tests.conftest import ROWS, manage
 
 
 @pytest.fixture(params=[p.name for p in all_projects()])
-def judged(request, database):
+def judged(request, seeded):
     name = request.param
     project = next(p for p in all_projects() if p.name == name)
-    manage(name, database, "migrate", "demoapp", project.start)
-    manage(name, database, "seed_large_table", "--large-count", str(ROWS))
-    done = manage(name, database, "judge_locks", "--json")
+    done = manage(name, seeded(name, ROWS), "judge_locks", "--json")
     return project, json.loads(done.stdout)
 
 
@@ -40,11 +36,9 @@ def test_risky_steps_block_throughout_and_safe_steps_never_do(judged):
         assert blocks_throughout == (judgement["kind"] == "risky"), judgement
 
 
-def test_proj01_risky_step_holds_access_exclusive_while_rewriting_every_row(database):
+def test_proj01_risky_step_holds_access_exclusive_while_rewriting_every_row(seeded):
     name = "proj01_add_not_null_constraint"
-    manage(name, database, "migrate", "demoapp", "0002_add_status_nullable")
-    manage(name, database, "seed_large_table", "--large-count", "30000")
-    (judgement,) = json.loads(manage(name, database, "judge_locks", "--json").stdout)
+    (judgement,) = json.loads(manage(name, seeded(name, ROWS), "judge_locks", "--json").stdout)
     assert judgement["strongest_lock"] == "AccessExclusiveLock"
     first_wait = judgement["waits"][0]
     # Reads already wait after the first statement (ALTER ... SET DEFAULT), before any row was touched...
@@ -52,14 +46,13 @@ def test_proj01_risky_step_holds_access_exclusive_while_rewriting_every_row(data
     assert first_wait["read_waited"] and first_wait["write_waited"]
     # ...and keep waiting while the same transaction updates and scans every row.
     last_wait = judgement["waits"][-1]
-    assert last_wait["transaction"] == first_wait["transaction"] and last_wait["rows_after"] >= 30000
+    assert last_wait["transaction"] == first_wait["transaction"] and last_wait["rows_after"] >= ROWS
 
 
-def test_proj01_safe_validate_scans_the_table_without_blocking_anyone(database):
+def test_proj01_safe_validate_scans_the_table_without_blocking_anyone(seeded):
     name = "proj01_safe_backfill"
-    manage(name, database, "migrate", "demoapp", "0002_add_status_nullable")
-    manage(name, database, "seed_large_table", "--large-count", "30000")
-    judgements = {j["migration"]: j for j in json.loads(manage(name, database, "judge_locks", "--json").stdout)}
+    judged_steps = json.loads(manage(name, seeded(name, ROWS), "judge_locks", "--json").stdout)
+    judgements = {j["migration"]: j for j in judged_steps}
     # The strongest lock of each step, and whether it reads rows while holding a lock that makes traffic wait.
     assert {m: j["strongest_lock"] for m, j in judgements.items()} == {
         "0003_status_db_default_for_new_rows": "AccessExclusiveLock",

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from migrationlab.scenarios import all_projects, get_project
-from tests.conftest import manage, query
+from tests.conftest import ROWS, manage, query
 
 PROJECTS = [p.name for p in all_projects()]
 
@@ -21,10 +21,9 @@ def test_models_match_migrations(name, database):
 
 
 @pytest.mark.parametrize("name", PROJECTS)
-def test_migrations_go_forward_and_back_to_0001_with_data(name, database):
+def test_migrations_go_forward_and_back_to_0001_with_data(name, seeded):
     project = get_project(name)
-    manage(name, database, "migrate", "demoapp", project.start)
-    manage(name, database, "seed_large_table", "--large-count", "50000")
+    database = seeded(name, ROWS)
     manage(name, database, "migrate", "demoapp")
     assert applied(database)[-1] == project.steps[-1].migration
     manage(name, database, "migrate", "demoapp", "0001")
@@ -34,15 +33,13 @@ def test_migrations_go_forward_and_back_to_0001_with_data(name, database):
 
 
 @pytest.mark.parametrize("name", [p.name for p in all_projects() if p.scenario == 1])
-def test_proj01_lesson_ends_with_status_not_null_and_filled(name, database):
-    project = get_project(name)
-    manage(name, database, "migrate", "demoapp", project.start)
-    manage(name, database, "seed_large_table", "--large-count", "45000")
+def test_proj01_lesson_ends_with_status_not_null_and_filled(name, seeded):
+    database = seeded(name, ROWS)
     manage(name, database, "migrate", "demoapp")
     [(nullable,)] = query(database, "SELECT is_nullable FROM information_schema.columns "
                                     "WHERE table_name = 'large_user' AND column_name = 'status'")
     assert nullable == "NO"
-    assert query(database, "SELECT count(*) FROM large_user WHERE status = 'active'") == [(45000,)]
+    assert query(database, "SELECT count(*) FROM large_user WHERE status = 'active'") == [(ROWS,)]
 
 
 def test_seed_replaces_rows_and_keeps_the_table_as_it_was(database):
@@ -72,16 +69,15 @@ def test_seed_rejects_a_bad_count_in_one_line(bad, database):
     assert "--large-count" in done.stderr
 
 
-def test_backfill_resumes_where_it_stopped_and_is_idempotent(database):
+def test_backfill_resumes_where_it_stopped_and_is_idempotent(seeded):
     name = "proj01_safe_backfill"
-    manage(name, database, "migrate", "demoapp", "0002_add_status_nullable")
-    manage(name, database, "seed_large_table", "--large-count", "60000")
+    database = seeded(name, ROWS)
     manage(name, database, "migrate", "demoapp", "0003_status_db_default_for_new_rows")
     # An interrupted run: the first 30,000 rows were committed, the rest not.
     query(database, "UPDATE large_user SET status = 'active' WHERE id <= 30000")
     query(database, "UPDATE large_user SET status = 'kept' WHERE id = 10")  # filled before: never overwritten
     done = manage(name, database, "migrate", "demoapp", "0004_backfill_status_batched")
-    assert "backfill done, 30,000 rows" in done.stdout  # only the rows still NULL, from id 30,001 on
+    assert f"backfill done, {ROWS - 30000:,} rows" in done.stdout  # only the rows still NULL, from id 30,001 on
     assert query(database, "SELECT count(*) FROM large_user WHERE status IS NULL") == [(0,)]
     assert query(database, "SELECT status FROM large_user WHERE id = 10") == [("kept",)]
     # rows written during the backfill get the default for new rows

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import psycopg2
 import pytest
@@ -23,9 +22,7 @@ import pytest
 from migrationlab import lab
 from migrationlab.scenarios import all_projects, get_project
 from migrationlab.serving import project_environment
-from tests.conftest import manage, query
-
-ROWS = 3000
+from tests.conftest import ROWS, copy_of_seeded, manage, query
 FAILSAFE_S = 120  # only if the migration never waits where we expect it; a passing run never gets near
 MIGRATOR = "migration-under-test"
 
@@ -60,13 +57,6 @@ def state_of(database_url: str, tables: tuple[str, ...]) -> list[tuple]:
         ORDER BY 1, 2, 3""", {"tables": list(tables)})
 
 
-def prepare(name: str, database_url: str, migration: str) -> None:
-    """Seeded at the start migration, as in the demo, then migrated to `migration`."""
-    manage(name, database_url, "migrate", "demoapp", get_project(name).start)
-    manage(name, database_url, "seed_large_table", "--large-count", str(ROWS))
-    manage(name, database_url, "migrate", "demoapp", migration)
-
-
 def wait_until_waiting_on(monitor, table: str, migrate: subprocess.Popen) -> None:
     """Poll pg_locks until the migration's backend waits for a lock on `table` (it has then done everything
     before that point, committed)."""
@@ -86,23 +76,22 @@ def wait_until_waiting_on(monitor, table: str, migrate: subprocess.Popen) -> Non
 
 
 @pytest.mark.parametrize("name, before, migration", list(non_atomic_steps()))
-def test_killed_half_way_it_runs_again_to_completion(name, before, migration, pg, database):
+def test_killed_half_way_it_runs_again_to_completion(name, before, migration, pg, seeded):
     project = get_project(name)
     tables = (project.large_table, project.small_table)
 
     # What an uninterrupted run leaves: the reference.
-    reference_name = f"reference_{uuid.uuid4().hex[:12]}"
-    lab.create_database(pg.dsn(), reference_name)
+    reference_name, reference_url = copy_of_seeded(pg, name, ROWS)
     try:
-        reference_url = pg.dsn(reference_name)
-        prepare(name, reference_url, before)
+        manage(name, reference_url, "migrate", "demoapp", before)
         untouched = state_of(reference_url, tables)
         manage(name, reference_url, "migrate", "demoapp", migration)
         expected = state_of(reference_url, tables)
     finally:
         lab.drop_database(pg.dsn(), reference_name)
 
-    prepare(name, database, before)
+    database = seeded(name, ROWS)
+    manage(name, database, "migrate", "demoapp", before)
     holder = psycopg2.connect(database, application_name="holder")
     monitor = psycopg2.connect(database)
     monitor.autocommit = True
