@@ -1,0 +1,82 @@
+"""The docs are replayed, not trusted: every no-Docker command of every DEMO_COMMANDS.md and of the README runs,
+in order, in a lab of its own, at a small row count. A command that drifted from the code fails here, not on stage.
+
+What is changed before running a line: `.venv/bin/python` becomes this interpreter, row counts become ROWS, and
+`up` gets a free `--port` (the project's own port may be taken on the machine running the tests). `make install`
+is skipped (the tests run inside the installed venv). `showdown` lines are checked, not run (a showdown takes
+minutes; tests/test_showdown_end_to_end.py runs one): their arguments must parse and name existing projects.
+The Docker variants are checked in tests/test_docker_path.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from migrationlab import REPO_ROOT
+from migrationlab.cli import build_parser
+from migrationlab.scenarios import all_projects, projects_of_scenario
+from tests.conftest import free_port
+
+ROWS = 20_000
+FENCE = re.compile(r"```bash\n(.*?)```", re.S)
+
+
+def no_docker_lines(markdown: str) -> list[str]:
+    """The lab's command lines, in the order the page gives them (comments and the curl loop left out)."""
+    lines = []
+    for block in FENCE.findall(markdown):
+        for line in block.splitlines():
+            command = line.split("  #")[0].strip()
+            if command.startswith(".venv/bin/python"):
+                lines.append(command)
+    return lines
+
+
+def pages() -> list[Path]:
+    return [REPO_ROOT / "README.md", *(p.folder / "DEMO_COMMANDS.md" for p in all_projects())]
+
+
+def runnable(command: str) -> list[str]:
+    argv = shlex.split(command)
+    argv[0] = sys.executable
+    for flag in ("--rows", "--large-count"):
+        if flag in argv:
+            argv[argv.index(flag) + 1] = str(ROWS)
+    if argv[3:4] == ["up"] and "--port" not in argv:
+        argv += ["--port", str(free_port())]
+    return argv
+
+
+def test_every_page_has_lab_commands():
+    for page in pages():
+        assert no_docker_lines(page.read_text()), f"{page.relative_to(REPO_ROOT)} gives no no-Docker command"
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda page: str(page.relative_to(REPO_ROOT)))
+def test_the_pages_lab_commands_run_in_order(page, tmp_path):
+    env = dict(os.environ, MIGRATIONLAB_HOME=str(tmp_path / "lab"), MIGRATIONLAB_PG_PORT=str(free_port()))
+    env.pop("DATABASE_URL", None)
+    ran = []
+    try:
+        for command in no_docker_lines(page.read_text()):
+            argv = runnable(command)
+            if argv[3:4] == ["showdown"]:
+                arguments = build_parser().parse_args(argv[3:])  # exits (SystemExit) on a bad argument
+                assert projects_of_scenario(arguments.scenario), command
+                continue
+            done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL, timeout=600)
+            ran.append(command)
+            assert done.returncode == 0, (f"{page.relative_to(REPO_ROOT)}: `{command}` failed after {ran[:-1]}:\n"
+                                          f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    finally:
+        subprocess.run([sys.executable, "-m", "migrationlab", "down", "--purge"], cwd=REPO_ROOT, env=env,
+                       capture_output=True, stdin=subprocess.DEVNULL)
+    assert ran, "nothing ran"
