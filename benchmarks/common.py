@@ -7,6 +7,7 @@ import platform
 import re
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -60,3 +61,17 @@ def timed(project_name: str, database_url: str, body: str, echo: bool = True) ->
     if echo:
         print(output)
     return json.loads(marker.group(1))["seconds"], output
+
+
+@contextmanager
+def seeded_at_start(project, rows: int):
+    """A fresh database for the project at its start migration, seeded with `rows` rows: (its URL, the seconds
+    the seeding took). Dropped afterwards."""
+    name = f"bench_{project.name}"
+    url = fresh_database(name)
+    try:
+        timed(project.name, url, f"call_command('migrate', 'demoapp', '{project.start}', verbosity=0)", echo=False)
+        seconds, _ = timed(project.name, url, f"call_command('seed_large_table', large_count={rows})", echo=False)
+        yield url, seconds
+    finally:
+        drop_database(name)
