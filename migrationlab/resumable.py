@@ -13,15 +13,25 @@ Checked (forwards; backwards is the mirror image):
                                            CREATE INDEX CONCURRENTLY) is dropped first, then built again
     RemoveIndex, RemoveIndexConcurrently   it does not exist
     AddField / RemoveField                 the column exists / does not
+    RenameField                            a column has the new name, and none has the old one with the field's
+                                           type (in a swap of two columns the old name comes back, on the other)
+    RunSQL of one ALTER TABLE t ADD        the constraint exists on the table (a FOREIGN KEY ... NOT VALID, which
+      CONSTRAINT c ... statement           Django has no operation for); its reverse is yours: DROP ... IF EXISTS
 Anything else (AlterField, RunSQL, ...) always runs: write it so that running it twice is harmless, as
 SET DEFAULT, SET NOT NULL and DROP NOT NULL are.
 """
 
 from __future__ import annotations
 
+import re
+
 from django.contrib.postgres.operations import AddConstraintNotValid, ValidateConstraint
 from django.db import migrations
 from django.db.migrations.operations.base import Operation
+
+
+# RunSQL("ALTER TABLE \"t\" ADD CONSTRAINT \"c\" ..."): which table, which constraint.
+ADDS_A_CONSTRAINT = re.compile(r'^\s*ALTER\s+TABLE\s+(?:ONLY\s+)?"?(\w+)"?\s+ADD\s+CONSTRAINT\s+"?(\w+)"?\s', re.I)
 
 
 def _table(app_label: str, state, model_name: str) -> str:
@@ -54,6 +64,16 @@ def column_exists(cursor, table: str, column: str) -> bool:
         "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s "
         "AND NOT attisdropped AND attnum > 0)",
         [f'"{table}"', column],
+    )
+    return cursor.fetchone()[0]
+
+
+def column_type_is(cursor, table: str, column: str, db_type: str) -> bool:
+    """Whether the column exists with that type (compared as types: varchar(32) is character varying)."""
+    cursor.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s "
+        "AND NOT attisdropped AND attnum > 0 AND atttypid = %s::regtype)",
+        [f'"{table}"', column, db_type],
     )
     return cursor.fetchone()[0]
 
@@ -121,7 +141,41 @@ def already_done(operation: Operation, app_label: str, schema_editor, before, af
             if not adds and not present:
                 return f"column {column} is already gone from {model._meta.db_table}"
             return None
+
+        if isinstance(operation, migrations.RenameField):
+            return _renamed(operation, app_label, schema_editor, cursor, before, after, backwards)
+
+        if isinstance(operation, migrations.RunSQL) and not backwards:
+            return _constraint_added_by_sql(operation, cursor)
     return None
+
+
+def _constraint_added_by_sql(operation: migrations.RunSQL, cursor) -> str | None:
+    """A RunSQL that is one `ALTER TABLE t ADD CONSTRAINT c ...` statement is done when c exists on t."""
+    statement = operation.sql.strip().rstrip(";") if isinstance(operation.sql, str) else ""
+    match = ADDS_A_CONSTRAINT.match(statement)
+    if match is None or ";" in statement:
+        return None
+    table, name = match.groups()
+    if constraint_state(cursor, table, name) == "absent":
+        return None
+    return f"{name} already exists on {table}"
+
+
+def _renamed(operation, app_label, schema_editor, cursor, before, after, backwards) -> str | None:
+    """A rename is done when its new column name exists and the old name is gone, or is now another column's
+    (of another type): after a swap (a -> a_old, b -> a) the name `a` is back, on the column that was b."""
+    (old_state, old_name), (new_state, new_name) = (before, operation.old_name), (after, operation.new_name)
+    if backwards:
+        (old_state, old_name), (new_state, new_name) = (new_state, new_name), (old_state, old_name)
+    model = new_state.apps.get_model(app_label, operation.model_name)
+    table, field = model._meta.db_table, model._meta.get_field(new_name)
+    old_column = old_state.apps.get_model(app_label, operation.model_name)._meta.get_field(old_name).column
+    if not column_exists(cursor, table, field.column):
+        return None
+    if column_type_is(cursor, table, old_column, field.db_type(schema_editor.connection)):
+        return None  # both names there, the old one still of this type: let Django's rename fail and say why
+    return f"column {old_column} of {table} is already renamed to {field.column}"
 
 
 def _validate(schema_editor, table: str, name: str) -> None:

@@ -36,11 +36,22 @@ def non_atomic_steps():
                 yield pytest.param(project.name, before, step.migration, id=f"{project.name}:{step.migration}")
 
 
+def row_digest(database_url: str, table: str) -> tuple:
+    """A digest of every row (the seeded data is the same in every database). A uuid column holds random values
+    (gen_random_uuid(), uuid.uuid4) that no two databases share: it counts by how many rows have a value and how
+    many distinct values there are."""
+    uuids = [name for (name,) in query(
+        database_url, "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+                      "AND atttypid = 'uuid'::regtype AND NOT attisdropped ORDER BY attnum", [f'"{table}"'])]
+    counts = "".join(f', count("{name}"), count(DISTINCT "{name}")' for name in uuids)
+    return query(database_url, f'SELECT md5(string_agg((to_jsonb(t) - %s::text[])::text, \',\' ORDER BY id)){counts} '
+                               f'FROM "{table}" t', [uuids])[0]
+
+
 def state_of(database_url: str, tables: tuple[str, ...]) -> list[tuple]:
-    """Columns (type, NOT NULL, default), constraints (definition, validated), indexes (definition, valid), and
-    a digest of every row (the seeded data is the same in every database)."""
-    rows = [query(database_url, f'SELECT md5(string_agg(t::text, \',\' ORDER BY id)) FROM "{table}" t')[0]
-            for table in tables]
+    """Columns (type, NOT NULL, default), constraints (definition, validated), indexes (definition, valid),
+    triggers (definition, function body), and a digest of every row (row_digest)."""
+    rows = [row_digest(database_url, table) for table in tables]
     return rows + query(database_url, """
         SELECT 'column', c.relname, a.attname, format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull::text
                || ' ' || COALESCE(pg_get_expr(d.adbin, d.adrelid), '')
@@ -54,6 +65,10 @@ def state_of(database_url: str, tables: tuple[str, ...]) -> list[tuple]:
         SELECT 'index', c.relname, ic.relname, pg_get_indexdef(i.indexrelid) || ' valid=' || i.indisvalid::text
         FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_class ic ON ic.oid = i.indexrelid
         WHERE c.relname = ANY(%(tables)s)
+        UNION ALL
+        SELECT 'trigger', c.relname, t.tgname, pg_get_triggerdef(t.oid) || ' ' || md5(p.prosrc)
+        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid
+        WHERE c.relname = ANY(%(tables)s) AND NOT t.tgisinternal
         ORDER BY 1, 2, 3""", {"tables": list(tables)})
 
 

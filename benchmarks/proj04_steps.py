@@ -1,0 +1,53 @@
+"""How long each step of the proj04 pair takes at a given table size, and the safe sequence against the rewrite.
+
+    .venv/bin/python benchmarks/proj04_steps.py --rows 2000000
+    .venv/bin/python benchmarks/proj04_steps.py --rows 10000000
+
+Each project gets a fresh database seeded at its start migration; every step is `migrate demoapp <step>`, timed
+inside Django (no interpreter start-up). For the batched copy, its batch times and the closing VACUUM. Then both
+totals: the risky project's ALTER COLUMN TYPE (the time reads and writes wait) and the whole safe sequence (during
+which nothing waits for more than a batch or a catalog change), and their ratio.
+"""
+
+import argparse
+import re
+
+from common import machine, seeded_at_start, timed
+
+from migrationlab.scenarios import projects_of_scenario
+
+RISKY, SAFE = "proj04_change_column_type", "proj04_safe_backfill"
+COPY_DONE = re.compile(r"large_record: backfill done, [^;]*; (?P<batches>.*? over 250 ms)")
+VACUUM_DONE = re.compile(r"large_record: VACUUM \(ANALYZE\) after the backfill, (?P<seconds>[\d.]+ s)")
+
+
+def copy_note(output: str) -> str:
+    """The batched copy's batch times and its VACUUM, from the migration's output; empty for other steps."""
+    batches, vacuum = COPY_DONE.search(output), VACUUM_DONE.search(output)
+    return f"{batches['batches']}; then VACUUM {vacuum['seconds']}" if batches and vacuum else ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    args = parser.parse_args()
+    print(f"machine: {machine()}; rows: {args.rows:,}")
+    table = ["| project | step | kind | seconds | note |", "|---|---|---|---|---|"]
+    totals = {}
+    for project in projects_of_scenario("4"):
+        with seeded_at_start(project, args.rows) as (url, seed_seconds):
+            table.append(f"| {project.name} | seed {args.rows:,} rows | - | {seed_seconds:.1f} | |")
+            totals[project.name] = 0.0
+            for step in project.steps:
+                seconds, output = timed(project.name, url, f"call_command('migrate', 'demoapp', '{step.migration}')")
+                totals[project.name] += seconds
+                table.append(f"| {project.name} | {step.migration} | {step.kind} | {seconds:.2f} | {copy_note(output)} |")
+    print("\n".join(table))
+    print()
+    print(f"risky total, the rewrite under ACCESS EXCLUSIVE ({RISKY}): {totals[RISKY]:.1f} s")
+    print(f"safe total, every step ({SAFE}): {totals[SAFE]:.1f} s")
+    print(f"ratio safe / risky: {totals[SAFE] / totals[RISKY]:.2f} (the issue's goal at 10,000,000 rows: at most 2.5)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""Step 5: VALIDATE the CHECK: a full scan, but under SHARE UPDATE EXCLUSIVE (reads and writes go on)."""
+
+from django.contrib.postgres.operations import ValidateConstraint
+from django.db import migrations
+
+from migrationlab.operations import WithLockTimeout
+
+
+class Migration(migrations.Migration):
+    atomic = False
+
+    dependencies = [
+        ("demoapp", "0005_add_created_at_new_check_not_valid"),
+    ]
+
+    operations = [
+        WithLockTimeout(ValidateConstraint(model_name=model_name, name=f"{table}_created_at_new_not_null"))
+        for model_name, table in (("largerecord", "large_record"), ("smallrecord", "small_record"))
+    ]
