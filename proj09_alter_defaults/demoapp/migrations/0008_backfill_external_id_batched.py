@@ -1,0 +1,28 @@
+"""Safe (b), step 2: give every existing row its own external_id, one committed batch of 10,000 ids at a time.
+
+gen_random_uuid() is evaluated per row of each UPDATE, so every row gets a value of its own (compare 0006, where
+Django computed one uuid in Python and PostgreSQL copied it into every row). A writer that hits a row of the
+batch under way waits for that batch, never for the table.
+
+Safe to interrupt and re-run: it resumes at the first row still NULL, and never overwrites a value.
+"""
+
+from django.contrib.postgres.functions import RandomUUID
+from django.db import migrations
+from django.db.models import Q
+
+from migrationlab.operations import BackfillInBatches
+
+
+class Migration(migrations.Migration):
+    atomic = False  # commit per batch: no transaction ever holds more than one batch of row locks
+
+    dependencies = [
+        ("demoapp", "0007_add_external_id_for_new_rows"),
+    ]
+
+    operations = [
+        BackfillInBatches(model_name, set={"external_id": RandomUUID()}, where=Q(external_id__isnull=True),
+                          batch_size=10_000)
+        for model_name in ("largeorder", "smallorder")
+    ]
