@@ -75,3 +75,131 @@ def seeded_at_start(project, rows: int):
         yield url, seconds
     finally:
         drop_database(name)
+
+
+
+# -- what a step costs besides its time: peak memory, WAL, table growth, and the writes that waited on it --------
+
+def measured(project_name: str, database_url: str, body: str) -> tuple[float, str, int]:
+    """Like timed(), and the peak resident memory (KiB) of the process that ran `body` (wait4's ru_maxrss)."""
+    import os
+    import tempfile
+
+    project = get_project(project_name)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(
+            [sys.executable, str(project.folder / "manage.py"), "shell", "-c", TIMED.format(body=body)],
+            cwd=project.folder, env=project_environment(project, database_url), stdout=out, stderr=err,
+        )
+        _, status, usage = os.wait4(process.pid, 0)  # reaped here, not by Popen: its resource usage comes along
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if process.returncode != 0:
+        raise SystemExit(f"benchmark step failed: {stderr.strip().splitlines()[-1:]}")
+    marker = re.search(r"BENCHMARK (\{.*\})", stdout)
+    return json.loads(marker.group(1))["seconds"], stdout[: marker.start()] + stdout[marker.end():], usage.ru_maxrss
+
+
+def table_state(database_url: str, table: str) -> dict:
+    """The server's WAL position, the table's size on disk (heap only, and with indexes), and its dead rows.
+
+    The dead rows are counted by an ANALYZE run here (after the WAL position is read): the counters a backend
+    sends as it goes arrive late, after a VACUUM of its own has already reset them."""
+    import psycopg2
+
+    connection = psycopg2.connect(database_url)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_lsn()::text, pg_relation_size(%(t)s), pg_total_relation_size(%(t)s)",
+                       {"t": table})
+        lsn, heap, total = cursor.fetchone()
+        cursor.execute(f'ANALYZE "{table}"')
+        cursor.execute("SELECT pg_stat_get_dead_tuples(%s::regclass)", [table])
+        (dead,) = cursor.fetchone()
+    connection.close()
+    return {"heap": heap, "total": total, "dead": dead or 0, "lsn": lsn}
+
+
+def wal_bytes(database_url: str, before: dict, after: dict) -> int:
+    import psycopg2
+
+    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT pg_wal_lsn_diff(%s, %s)::bigint", [after["lsn"], before["lsn"]])
+        (difference,) = cursor.fetchone()
+    connection.close()
+    return difference
+
+
+def checkpoint(database_url: str) -> None:
+    """Start each measured step from a checkpoint: every step then pays the same full-page writes."""
+    import psycopg2
+
+    connection = psycopg2.connect(database_url)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("CHECKPOINT")
+    connection.close()
+
+
+def mib(size: int) -> str:
+    return f"{size / 2**20:,.0f} MiB"
+
+
+class WriteProbe:
+    """The API's write, from a connection of its own while a step runs: one UPDATE of a random row at a time
+    (closed loop, ~20 a second), timed. A write stuck behind the step is one long sample: `longest` shows it."""
+
+    def __init__(self, database_url: str, table: str, column: str, rows: int, per_second: float = 20.0):
+        import threading
+
+        self.database_url, self.table, self.column, self.rows = database_url, table, column, rows
+        self.interval = 1 / per_second
+        self.latencies: list[float] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import random
+        import time
+
+        import psycopg2
+
+        connection = psycopg2.connect(self.database_url, application_name="benchmark-write-probe")
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            while not self.stopping.is_set():
+                started = time.monotonic()
+                cursor.execute(f'UPDATE "{self.table}" SET "{self.column}" = now() WHERE id = %s',
+                               [random.randint(1, self.rows)])
+                self.latencies.append(time.monotonic() - started)
+                self.stopping.wait(max(0.0, self.interval - (time.monotonic() - started)))
+        connection.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join()
+
+    def summary(self) -> str:
+        if not self.latencies:
+            return "no write"
+        ordered = sorted(self.latencies)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return f"{len(ordered)} writes: p99 {p99 * 1000:,.0f} ms, longest {ordered[-1] * 1000:,.0f} ms"
+
+
+def measured_on_fresh_table(project, rows: int, body: str) -> dict:
+    """Run `body` on a fresh table of `rows` rows at the project's start, after a CHECKPOINT, with a WriteProbe on:
+    its seconds, peak memory (bytes), WAL written, the table's state before and after, the probe's writes."""
+    with seeded_at_start(project, rows) as (url, _):
+        checkpoint(url)
+        before = table_state(url, project.large_table)
+        with WriteProbe(url, project.large_table, project.write_field, rows) as probe:
+            seconds, output, peak_kib = measured(project.name, url, body)
+        after = table_state(url, project.large_table)
+        return {"rows": rows, "seconds": seconds, "peak": peak_kib * 1024, "wal": wal_bytes(url, before, after),
+                "before": before, "after": after, "writes": probe.summary(), "output": output}

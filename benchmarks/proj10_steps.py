@@ -1,0 +1,112 @@
+"""proj10_large_deletes: deleting the older half of a log, three ways, and retention by partition.
+
+    .venv/bin/python benchmarks/proj10_steps.py --rows 2000000
+    .venv/bin/python benchmarks/proj10_steps.py --rows 10000000
+
+Part 1, the same rows deleted three ways, each on a fresh table seeded at the start migration, after a
+CHECKPOINT, while a write probe updates one random row at a time (~20 a second) from a connection of its own:
+
+- 0002, the risky step as migrated: Django's fast path, one DELETE in the migration's transaction;
+- the same .delete() on --collector-rows rows (default 1,000,000) with a post_delete receiver connected, so that
+  Django's collector loads every row first (then scaled to --rows: it is not run at full size);
+- DeleteInBatches with 0003's settings (~50 ms batches of adapting width, 10 ms pauses, then VACUUM), on 0002's
+  rows (0003 itself deletes the next quarter, after 0002).
+
+For each: seconds, the peak resident memory of the process (wait4's ru_maxrss; the first line gives the same
+process doing nothing, Django loaded), WAL written, the table's size and dead rows afterwards, and the probe's
+writes (p99 and the longest).
+
+Part 2, every step of the scenario in order on one fresh table (like proj01_steps.py), with the detach and the
+drop of the history partition timed on their own.
+"""
+
+import argparse
+import re
+
+from common import machine, measured_on_fresh_table, mib, seeded_at_start, timed
+
+from migrationlab.scenarios import get_project
+
+PROJECT = "proj10_large_deletes"
+NOTHING = "pass"
+RISKY = "call_command('migrate', 'demoapp', '0002_delete_older_half_in_one_transaction', verbosity=0)"
+COLLECTOR = """
+from django.db.models.signals import post_delete
+def audit(sender, **kwargs):  # any receiver will do: Django must then send the signal for every deleted row
+    pass
+post_delete.connect(audit)
+call_command('migrate', 'demoapp', '0002_delete_older_half_in_one_transaction', verbosity=0)
+"""
+BATCHED = """
+from importlib import import_module
+from django.db import connection
+from django.db.migrations.loader import MigrationLoader
+from django.db.models import Q
+from migrationlab.operations import DeleteInBatches
+risky = import_module("demoapp.migrations.0002_delete_older_half_in_one_transaction")
+batched = import_module("demoapp.migrations.0003_delete_next_quarter_in_batches").Migration.operations[0]
+state = MigrationLoader(connection).project_state(("demoapp", "0001_initial"))
+model = state.apps.get_model("demoapp", "LargeEvent")
+operation = DeleteInBatches("largeevent", where=Q(created_at__lt=risky.oldest_kept(model)),
+                            batch_size=batched.batch_size, target_batch_seconds=batched.target_batch_seconds,
+                            pause_seconds=batched.pause_seconds)
+with connection.schema_editor(atomic=False) as editor:
+    operation.database_forwards("demoapp", editor, state, state)
+"""
+
+
+def line(way: str, result: dict, idle_peak: int, note: str = "") -> str:
+    after = result["after"]
+    return (f"| {way} | {result['rows'] // 2:,} of {result['rows']:,} | {result['seconds']:,.1f} | "
+            f"{mib(result['peak'])} (+{mib(result['peak'] - idle_peak)}) | {mib(result['wal'])} | "
+            f"{mib(result['before']['heap'])} -> {mib(after['heap'])} heap | {after['dead']:,} | "
+            f"{result['writes']} | {note} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--collector-rows", type=int, default=1_000_000,
+                        help="rows for the collector's path (then scaled to --rows)")
+    args = parser.parse_args()
+    project = get_project(PROJECT)
+    print(f"machine: {machine()}; rows: {args.rows:,}")
+
+    idle = measured_on_fresh_table(project, 1_000, NOTHING)["peak"]
+    risky = measured_on_fresh_table(project, args.rows, RISKY)
+    collector_rows = min(args.collector_rows, args.rows)
+    collector = measured_on_fresh_table(project, collector_rows, COLLECTOR)
+    batched = measured_on_fresh_table(project, args.rows, BATCHED)
+    summary = next((text.strip() for text in batched["output"].splitlines() if "large_event: delete done" in text), "")
+    vacuum = next((text.strip() for text in batched["output"].splitlines() if "large_event: VACUUM" in text), "")
+    table = [
+        f"`manage.py shell` doing nothing: peak {mib(idle)}",
+        "",
+        "| way | rows deleted | seconds | peak memory (over idle) | WAL written | table size | dead rows after "
+        "| probe writes during | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+        line("0002: .delete(), Django's fast path: one DELETE", risky, idle),
+        line(".delete() with a post_delete receiver: the collector", collector, idle),
+        line("DeleteInBatches, ~50 ms batches", batched, idle,
+             note=f"{summary.split('; ', 1)[-1]}; {vacuum.split(': ', 1)[-1]}"),
+    ]
+    if collector_rows < args.rows:
+        scale = args.rows / collector_rows
+        extra = (collector["peak"] - idle) * scale
+        table.append(f"| the collector, extrapolated | {args.rows // 2:,} of {args.rows:,} | "
+                     f"{collector['seconds'] * scale:,.0f} | +{mib(extra)} | | | | | measured at {collector_rows:,} "
+                     f"rows x {scale:g} |")
+    print("\n".join(table))
+
+    print("\n| step | kind | seconds | note |\n|---|---|---|---|")
+    with seeded_at_start(project, args.rows) as (url, _):
+        for step in project.steps:
+            seconds, output = timed(project.name, url, f"call_command('migrate', 'demoapp', '{step.migration}')",
+                                    echo=False)
+            notes = [text.strip().split(": ", 1)[-1] for text in output.splitlines()
+                     if re.search(r"large_event: (delete done|VACUUM|detached|dropped)", text)]
+            print(f"| {step.migration} | {step.kind} | {seconds:.2f} | {'; '.join(notes)} |")
+
+
+if __name__ == "__main__":
+    main()

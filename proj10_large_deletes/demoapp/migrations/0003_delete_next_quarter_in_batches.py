@@ -1,0 +1,48 @@
+"""Step 2 (safe): the next retention run, in committed batches: the older half of what is left goes.
+
+DeleteInBatches walks the primary key in ranges and sends one plain `DELETE ... WHERE id >= lo AND id < hi AND
+created_at < cutoff` per range, each its own committed transaction: a write waits at most for the batch that holds
+its row, and no row is ever loaded into Python (memory stays flat). The range width adapts after every batch so
+that batches take about 50 ms (as BackfillInBatches does in proj06_large_backfills); a 10 ms pause after each
+batch leaves room for everyone else. Then a VACUUM makes the dead rows' space reusable (the files do not shrink:
+new events fill that space).
+
+Safe to interrupt and re-run: the cutoff is computed from the newest events, which this step keeps, so a re-run
+picks the same rows; it starts at the first row still to delete.
+
+Reversing is a no-op: deleted rows are gone.
+"""
+
+from django.db import migrations
+from django.db.models import Max, Q
+
+from migrationlab.operations import DeleteInBatches
+
+
+def older_than_the_newest_quarter(model):
+    """Retention now keeps the newest quarter of the ids: the rows older than its first event.
+
+    In production, a date (timezone.now() - timedelta(days=30)); the lab computes it from the data so that it
+    works at any table size. It only looks at rows this step keeps, so every run of it gives the same cutoff."""
+    newest = model.objects.aggregate(newest=Max("id"))["newest"] or 0
+    cutoff = model.objects.filter(id__gt=newest * 3 // 4).order_by("id").values_list("created_at", flat=True).first()
+    return None if cutoff is None else Q(created_at__lt=cutoff)
+
+
+class Migration(migrations.Migration):
+    atomic = False  # commit per batch: no transaction ever holds more than one batch of row locks
+
+    dependencies = [
+        ("demoapp", "0002_delete_older_half_in_one_transaction"),
+    ]
+
+    operations = [
+        DeleteInBatches(
+            model_name,
+            where=older_than_the_newest_quarter,  # called once when a run starts
+            batch_size=1_000,  # the first batch; then resized after every batch
+            target_batch_seconds=0.05,
+            pause_seconds=0.01,
+        )
+        for model_name in ("largeevent", "smallevent")
+    ]
