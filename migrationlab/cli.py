@@ -2,7 +2,9 @@
 
     list                          projects, ports, lessons
     up PROJECT [--rows N]         database + start migration + seed + gunicorn on the project's port
-    manage PROJECT -- ARGS...     the project's manage.py against its lab database
+    up PROJECT --release N        deploy release N of a project whose lesson spans releases (restart its gunicorn)
+    manage PROJECT [--release N] -- ARGS...
+                                  the project's manage.py against its lab database (as release N)
     url PROJECT                   the project's lab database URL, password included: psql "$(... url PROJECT)"
     down [PROJECT] [--purge]      stop servers (and PostgreSQL when none is left); --purge deletes data
     serve PROJECT [--bind ADDR]   migrate to the start migration, then exec gunicorn (the container's command)
@@ -51,20 +53,40 @@ def cmd_list(args) -> int:
     return 0
 
 
+def release_option(project, value: str | None) -> int | None:
+    """--release N, checked: one of the project's releases (None if not given)."""
+    from migrationlab.errors import LabError
+    from migrationlab.releases import release_range
+
+    if value is None:
+        return None
+    if project.start_release is None:
+        raise LabError(f"{project.name} has one release: --release is for projects whose lesson spans releases")
+    if not value.isdigit() or not project.start_release <= int(value) <= project.latest_release:
+        raise LabError(f"--release must be a release of {project.name} ({release_range(project)}), got '{value}'")
+    return int(value)
+
+
 def cmd_up(args) -> int:
     from migrationlab import lab
+    from migrationlab.releases import release_of_database, why_it_cannot_serve
 
     project = get_project(args.project)
+    release = release_option(project, args.release)
     server = lab.embedded_server()  # checks MIGRATIONLAB_PG_PORT before any work
     port = args.port or project.web_port
     pid = lab.server_pid(project)
+    # A new release on a running server: a deploy (stop, start), on the port asked for or the one it serves on.
+    redeploy = bool(pid and not args.reset and release is not None and release != lab.served_release(project))
     if pid and not args.reset:
         served = lab.served_port(project)
-        if args.port and args.port != served:  # the server would not move: refuse rather than print a dead URL
+        if args.port and args.port != served and not redeploy:  # the server would not move: refuse, no dead URL
             where = f"on port {served}" if served else f"by pid {pid}"
             raise lab.LabError(f"{project.name} is already served {where}; stop it first "
                                f"({lab.cli_command()} down {project.name}) or add --reset")
-        port = served or port
+        if redeploy and args.port and args.port != served:
+            lab.require_free_port(args.port)  # the new release starts there: fail fast
+        port = args.port if redeploy and args.port else (served or port)
     elif not pid:
         lab.require_free_port(port)  # before any work: fail fast
     print(f"PostgreSQL 16 (embedded): {'started' if server.start() else 'already running'} on 127.0.0.1:{server.port}")
@@ -83,21 +105,38 @@ def cmd_up(args) -> int:
     elif args.rows:
         print(f"(already seeded: --rows is ignored; add --reset to start over with {args.rows:,} rows)")
     pid = lab.server_pid(project)
-    if pid:
-        print(f"web: already serving (pid {pid})")
+    if pid and not redeploy:
+        served = lab.served_release(project)
+        print(f"web: already serving (pid {pid}{f', release {served}' if served else ''})")
     else:
-        pid = lab.start_web(project, database_url, port)
-        print(f"web: gunicorn pid {pid}, log {lab.log_file(project)}")
+        if project.start_release is not None:  # which release, and can it serve this database (scenario.toml)?
+            applied = lab.applied_migrations(database_url)
+            release = release if release is not None else release_of_database(project, applied)
+            refusal = why_it_cannot_serve(project, release, applied)
+            if refusal:
+                raise lab.LabError(f"cannot serve release {release} of {project.name}: {refusal}")
+        if redeploy:
+            before = lab.served_release(project)
+            lab.stop_web(project)
+            print(f"web: deploying release {release}: stopped release {before} (pid {pid}); until the new server "
+                  "answers, requests are refused (the restart, not a migration)")
+        pid = lab.start_web(project, database_url, port, extra_env=project.release_env(release))
+        serves = f", release {release}" if release is not None else ""
+        print(f"web: gunicorn pid {pid}{serves}, log {lab.log_file(project)}")
     here = lab.cli_command()
+    releases_hint = " --release N" if project.start_release else ""
     print(f"""
 Ready: http://127.0.0.1:{port}/list_large/  and  /update_order/
 
 Next:
   watch the API        see DEMO_COMMANDS.md in {project.name}/ (the curl loop, port {port})
   see the migrations   {here} manage {project.name} -- showmigrations demoapp
-  apply the lesson     {here} manage {project.name} -- migrate demoapp
+  apply the lesson     {here} manage {project.name}{releases_hint} -- migrate demoapp
   open psql            {here} manage {project.name} -- dbshell
   stop                 {here} down {project.name}     (add --purge to delete its data)""")
+    if project.start_release:
+        print(f"  deploy release N     {here} up {project.name} --release N   "
+              f"(once its migrations ran; releases {project.start_release} to {project.latest_release})")
     return 0
 
 
@@ -118,10 +157,18 @@ def cmd_manage(args) -> int:
 
     project = get_project(args.project)
     server = lab_database(project)
-    arguments = args.arguments[1:] if args.arguments[:1] == ["--"] else args.arguments
+    arguments, release = args.arguments, args.release
+    # `manage PROJECT --release N -- ...`: argparse hands everything after PROJECT over as it is.
+    if arguments[:1] == ["--release"] and len(arguments) > 1:
+        release, arguments = arguments[1], arguments[2:]
+    elif arguments[:1] and arguments[0].startswith("--release="):
+        release, arguments = arguments[0].partition("=")[2], arguments[1:]
+    arguments = arguments[1:] if arguments[:1] == ["--"] else arguments
     if not arguments:
         raise lab.LabError("say what manage.py should run, e.g.: manage PROJECT -- migrate demoapp")
-    return lab.run_manage(project, server.dsn(project.name), arguments).returncode
+    release = release_option(project, release)
+    return lab.run_manage(project, server.dsn(project.name), arguments,
+                          extra_env=project.release_env(release)).returncode
 
 
 def cmd_url(args) -> int:
@@ -162,10 +209,13 @@ def cmd_down(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    from migrationlab.releases import chosen_release
+    from migrationlab.scenarios import RELEASE_VARIABLE
     from migrationlab.serving import gunicorn_argv, prepare_argv, project_environment
     import subprocess
 
     project = get_project(args.project)
+    chosen_release(project, os.environ.get(RELEASE_VARIABLE))  # a bad DEMO_RELEASE: one line, before anything runs
     env = project_environment(project)
     if subprocess.run(prepare_argv(project), cwd=project.folder, env=env).returncode != 0:
         return 1
@@ -207,10 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=port_number, default=None,
                     help="web port on 127.0.0.1 (default: the project's web port, as list shows it)")
     up.add_argument("--reset", action="store_true", help="drop the project's database first and seed it anew")
+    up.add_argument("--release", default=None, metavar="N",
+                    help="serve release N (a project whose lesson spans releases; default: the release its database's "
+                         "migrations are at); on a running server, a deploy: it restarts with release N")
     up.set_defaults(run=cmd_up)
 
     manage = commands.add_parser("manage", help="run the project's manage.py against its lab database")
     manage.add_argument("project")
+    manage.add_argument("--release", default=None, metavar="N",
+                        help="run manage.py as release N (DEMO_RELEASE=N; default: the latest)")
     manage.add_argument("arguments", nargs=argparse.REMAINDER, metavar="-- ARGS")
     manage.set_defaults(run=cmd_manage)
 

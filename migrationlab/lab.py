@@ -4,6 +4,7 @@ State lives in the lab home (`.lab/` at the repo root, or $MIGRATIONLAB_HOME):
     postgres/        the cluster (pgdata, socket, log, and its superuser's password)
     run/NAME.pid     the gunicorn master serving project NAME
     run/NAME.port    the port it serves on
+    run/NAME.release the release it runs (a project whose lesson spans releases: DEMO_RELEASE)
     logs/NAME.log    its output
 """
 
@@ -26,7 +27,7 @@ from psycopg2 import sql
 
 from migrationlab import REPO_ROOT
 from migrationlab.errors import LabError
-from migrationlab.scenarios import Project
+from migrationlab.scenarios import RELEASE_VARIABLE, Project
 from migrationlab.serving import port_is_free, prepare_argv, project_environment
 
 DEFAULT_PG_PORT = 5400  # no project uses it (projects' Docker databases are 5410-5501)
@@ -113,6 +114,16 @@ def drop_database(admin_dsn: str, name: str) -> bool:
     return True
 
 
+def applied_migrations(database_url: str) -> set[str]:
+    """The demoapp migrations applied in the database (none before its first migrate)."""
+    with _cursor(database_url) as cursor:
+        cursor.execute("SELECT to_regclass('django_migrations') IS NOT NULL")
+        if not cursor.fetchone()[0]:
+            return set()
+        cursor.execute("SELECT name FROM django_migrations WHERE app = 'demoapp'")
+        return {name for (name,) in cursor.fetchall()}
+
+
 def table_is_empty(database_url: str, table: str) -> bool:
     return _scalar(database_url, sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table)))
 
@@ -145,6 +156,10 @@ def log_file(project: Project, instance: str | None = None) -> Path:
     return lab_home() / "logs" / f"{instance or project.name}.log"
 
 
+def release_file(project: Project, instance: str | None = None) -> Path:
+    return lab_home() / "run" / f"{instance or project.name}.release"
+
+
 def server_pid(project: Project, instance: str | None = None) -> int | None:
     """The pid of the gunicorn serving the project, if it runs."""
     try:
@@ -155,14 +170,24 @@ def server_pid(project: Project, instance: str | None = None) -> int | None:
     return pid
 
 
-def served_port(project: Project, instance: str | None = None) -> int | None:
-    """The port the project's running server listens on (None: not running, or started before ports were kept)."""
+def _kept_while_running(project: Project, instance: str | None, kept: Path) -> int | None:
+    """A number kept in the run folder for the running server (None: not running, or not kept)."""
     if server_pid(project, instance) is None:
         return None
     try:
-        return int(port_file(project, instance).read_text())
+        return int(kept.read_text())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def served_port(project: Project, instance: str | None = None) -> int | None:
+    """The port the project's running server listens on (None: not running, or started before ports were kept)."""
+    return _kept_while_running(project, instance, port_file(project, instance))
+
+
+def served_release(project: Project, instance: str | None = None) -> int | None:
+    """The release the project's running server runs (None: not running, or a project without releases)."""
+    return _kept_while_running(project, instance, release_file(project, instance))
 
 
 def serving_projects(projects: list[Project]) -> list[Project]:
@@ -203,6 +228,9 @@ def start_web(project: Project, database_url: str, port: int, ready_seconds: flo
         )
     pids.write_text(str(process.pid))  # serve exec()s gunicorn: same pid
     port_file(project, instance).write_text(str(port))
+    release = (extra_env or {}).get(RELEASE_VARIABLE)
+    if release:
+        release_file(project, instance).write_text(release)
     try:
         _wait_until_ready(process, project, port, ready_seconds, instance)
     except BaseException:  # Ctrl-C or a failed start: leave nothing running behind
@@ -230,6 +258,7 @@ def stop_web(project: Project, wait_seconds: float = 10.0, instance: str | None 
     if pid is None:
         pid_file(project, instance).unlink(missing_ok=True)
         port_file(project, instance).unlink(missing_ok=True)
+        release_file(project, instance).unlink(missing_ok=True)
         return False
     try:
         os.killpg(pid, signal.SIGINT)  # gunicorn: quick shutdown of master and workers
@@ -253,6 +282,7 @@ def stop_web(project: Project, wait_seconds: float = 10.0, instance: str | None 
             pass
     pid_file(project, instance).unlink(missing_ok=True)
     port_file(project, instance).unlink(missing_ok=True)
+    release_file(project, instance).unlink(missing_ok=True)
     return True
 
 

@@ -39,4 +39,9 @@ class Command(BaseCommand):
             self.stdout.write(f"demoapp is past its start ({', '.join(sorted(applied & lesson_steps))} applied); "
                               "leaving it as it is")
             return
+        if project.start in applied:
+            # Nothing to apply; and `migrate` would go on to compare the models with the latest migrations, which
+            # an older release's models (DEMO_RELEASE) never match: a misleading "run makemigrations" notice.
+            self.stdout.write(f"demoapp is at its start ({project.start})")
+            return
         call_command("migrate", "demoapp", project.start, verbosity=1)
