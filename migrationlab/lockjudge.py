@@ -7,6 +7,9 @@ so far still held (locks are only released at commit). While it is held:
   - the API's own read (the /list_large/ view) and write (the /update_order/ view, on a fixed row) are sent from
     other connections; each either completes or shows up in pg_locks waiting, with the migration's backend among
     its pg_blocking_pids. Waiting probes are cancelled, and the migration goes on;
+  - in a project whose large table refers to another one (scenario.toml's referenced_table: the customers of a
+    foreign key lesson), the same read and write are sent to that table too (/list_referenced/,
+    /update_referenced/), and judged on their own: referenced_reads, referenced_writes;
   - the migration's own transaction reports, from pg_stat_xact_user_tables, how many rows of the large table it
     has read and written so far.
 
@@ -67,6 +70,10 @@ class Pause:
     locks: list[str] = field(default_factory=list)  # modes the migration holds on the large table
     read_waited: bool = False
     write_waited: bool = False
+    # The referenced table's, in a project that has one: the locks the migration holds on it, and the probes.
+    referenced_locks: list[str] = field(default_factory=list)
+    referenced_read_waited: bool = False
+    referenced_write_waited: bool = False
     # Stopped while waiting, not after: for whom ("report" or "open transaction"), at which phase of a concurrent
     # index build, and the lock_timeout that bounds the wait ("0" = none: it lasts as long as the other side).
     waiting_for: str | None = None
@@ -85,15 +92,30 @@ class Judgement:
     table_rows: int
     strongest_lock: str | None
     pauses: list[Pause]
+    # The referenced table's (None in a project without one): claims, verdicts, the strongest lock held on it.
+    claimed_referenced_reads: str | None = None
+    claimed_referenced_writes: str | None = None
+    referenced_reads: str | None = None
+    referenced_writes: str | None = None
+    referenced_strongest_lock: str | None = None
+    # A step of a project with releases (migrationlab/releases.py; None elsewhere): what the release still serving
+    # answered once the step was applied ("works", "fails" or "partly"), against its claim; and after the last step
+    # of a release, what that release, deployed then, answered (it must work).
+    claimed_previous_release: str | None = None
+    previous_release: str | None = None
+    deployed_release: str | None = None
 
     @property
     def holds(self) -> bool:
-        return (self.reads, self.writes) == (self.claimed_reads, self.claimed_writes)
+        return (self.reads, self.writes, self.referenced_reads, self.referenced_writes) == (
+            self.claimed_reads, self.claimed_writes, self.claimed_referenced_reads, self.claimed_referenced_writes) \
+            and self.previous_release == self.claimed_previous_release and self.deployed_release in (None, "works")
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["holds"] = self.holds
-        data["waits"] = [asdict(p) for p in self.pauses if p.read_waited or p.write_waited]
+        data["waits"] = [asdict(p) for p in self.pauses if p.read_waited or p.write_waited
+                         or p.referenced_read_waited or p.referenced_write_waited]
         # The stops made while the migration waited on a transaction the judge held (a report, or the open
         # transaction a concurrent index build waits for at each phase), whether or not a probe waited.
         data["stopped_while_waiting"] = [asdict(p) for p in self.pauses if p.waiting_for]
@@ -202,7 +224,9 @@ class HeldTransactions:
         with connection.cursor() as cursor:
             if kind == "writer":
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cursor.execute(f'LOCK TABLE "{self.table}" IN ROW EXCLUSIVE MODE')
+                # ONLY: on a partitioned table, LOCK TABLE would also lock a partition being detached
+                # concurrently, and queue behind the detach's ACCESS EXCLUSIVE on it (which waits for us).
+                cursor.execute(f'LOCK TABLE ONLY "{self.table}" IN ROW EXCLUSIVE MODE')
             cursor.execute(f'SELECT 1 FROM "{self.table}" LIMIT 1')  # takes ACCESS SHARE (and the snapshot)
             cursor.execute("SELECT pg_backend_pid()")
             pid = cursor.fetchone()[0]
@@ -232,12 +256,17 @@ class HeldTransactions:
 
 
 class Prober:
-    """Sends the API's read and write from their own connections and tells whether they waited on `pid`."""
+    """Sends the API's read and write from their own connections and tells whether they waited on `pid`; with a
+    `referenced_write_id`, the read and write of the referenced table too."""
 
-    def __init__(self, monitor, write_id: int, read_query: str = ""):
+    def __init__(self, monitor, write_id: int, read_query: str = "", referenced_write_id: int | None = None,
+                 write_query: str = ""):
         self.monitor = monitor
         self.write_id = write_id
         self.read_path = "/list_large/" + (f"?{read_query.replace('{id}', str(write_id))}" if read_query else "")
+        # scenario.toml's write_query (e.g. an insert: "create=1&id={id}"), else a POST naming the row in its body.
+        self.write_path = "/update_order/" + (f"?{write_query.replace('{id}', str(write_id))}" if write_query else "")
+        self.referenced_write_id = referenced_write_id
         self.factory = RequestFactory()
 
     def _call(self, view, request, backend_pid: list, started: threading.Event, done: threading.Event):
@@ -281,7 +310,23 @@ class Prober:
         return self.waits_on(migrator_pid, web.list_large, self.factory.get(self.read_path))
 
     def write(self, migrator_pid: int) -> bool:
-        return self.waits_on(migrator_pid, web.update_order, self.factory.post("/update_order/", {"id": self.write_id}))
+        body = {} if "?" in self.write_path else {"id": self.write_id}
+        return self.waits_on(migrator_pid, web.update_order, self.factory.post(self.write_path, body))
+
+    def probe(self, pause: Pause, migrator_pid: int) -> None:
+        """Send every probe, one after the other, and note on `pause` which of them waited on the migration."""
+        pause.read_waited = self.read(migrator_pid)
+        pause.write_waited = self.write(migrator_pid)
+        if self.referenced_write_id is not None:
+            pause.referenced_read_waited = self.waits_on(
+                migrator_pid, web.list_referenced, self.factory.get("/list_referenced/"))
+            pause.referenced_write_waited = self.waits_on(
+                migrator_pid, web.update_referenced,
+                self.factory.post("/update_referenced/", {"id": self.referenced_write_id}))
+
+    @staticmethod
+    def waited(pause: Pause) -> bool:
+        return pause.read_waited or pause.write_waited or pause.referenced_read_waited or pause.referenced_write_waited
 
 
 def _verdict(pauses: list[Pause], attribute: str, table_rows: int) -> str:
@@ -313,15 +358,22 @@ def _apply_step(migration: str) -> None:
     call_command("migrate", "demoapp", migration, verbosity=0)
 
 
-def judge_step(project: Project, step: Step, monitor, write_id: int, table_rows: int, connect) -> Judgement:
+def judge_step(project: Project, step: Step, monitor, write_id: int, table_rows: int, connect,
+               referenced_write_id: int | None = None) -> Judgement:
     """Apply one step under the gate; probe at every statement, and while it waits on a transaction we hold.
 
-    `connect(application_name=...)` opens a connection of the judge's own (for the held transactions)."""
+    `connect(application_name=...)` opens a connection of the judge's own (for the held transactions).
+    `referenced_write_id`: the row /update_referenced/ writes, in a project with a referenced table."""
     with monitor.cursor() as cursor:
         cursor.execute("SELECT %s::regclass::oid", [project.large_table])  # regclass input takes no lock
         table_oid = cursor.fetchone()[0]
+        referenced_oid = None
+        if project.referenced_table:
+            cursor.execute("SELECT %s::regclass::oid", [project.referenced_table])
+            referenced_oid = cursor.fetchone()[0]
     gate = Gate(table_oid)
-    prober = Prober(monitor, write_id, project.read_query)
+    prober = Prober(monitor, write_id, project.read_query,
+                    referenced_write_id if project.referenced_table else None, write_query=project.write_query)
     held = HeldTransactions(connect, project.large_table)
     failure: list[BaseException] = []
     migrator_pid: list[int] = []
@@ -342,10 +394,12 @@ def judge_step(project: Project, step: Step, monitor, write_id: int, table_rows:
             connection.close()
             gate.paused.put(None)
 
-    def locks_held() -> list[str]:
+    def locks_held(oid: int | None = table_oid) -> list[str]:
+        if oid is None:
+            return []
         with monitor.cursor() as cursor:
             cursor.execute("SELECT mode FROM pg_locks WHERE pid = %s AND relation = %s AND granted",
-                           [migrator_pid[0], table_oid])
+                           [migrator_pid[0], oid])
             return sorted({mode for (mode,) in cursor.fetchall()}, key=lock_strength)
 
     def phase() -> str | None:
@@ -379,10 +433,10 @@ def judge_step(project: Project, step: Step, monitor, write_id: int, table_rows:
                               waiting_for="report" if kind == "report" else "open transaction", phase=phase(),
                               lock_timeout=running.lock_timeout)
                 pause.locks = locks_held()
-                pause.read_waited = prober.read(migrator_pid[0])
-                pause.write_waited = prober.write(migrator_pid[0])
+                pause.referenced_locks = locks_held(referenced_oid)
+                prober.probe(pause, migrator_pid[0])
                 still_waiting = held.holding_up(monitor, migrator_pid[0]) is not None
-                if not (pause.read_waited or pause.write_waited or still_waiting) \
+                if not (prober.waited(pause) or still_waiting) \
                         and inconclusive < RETRIES_WHEN_TIMED_OUT:
                     inconclusive += 1  # its lock_timeout ended the wait before the probes queued: judge the retry
                     continue
@@ -405,8 +459,8 @@ def judge_step(project: Project, step: Step, monitor, write_id: int, table_rows:
                 if kind == "writer":  # its statement is done: nothing waits for it any more
                     held.end(pid)
             event.locks = locks_held()
-            event.read_waited = prober.read(migrator_pid[0])
-            event.write_waited = prober.write(migrator_pid[0])
+            event.referenced_locks = locks_held(referenced_oid)
+            prober.probe(event, migrator_pid[0])
             pauses.append(event)
             gate.release.release()
     finally:
@@ -415,6 +469,16 @@ def judge_step(project: Project, step: Step, monitor, write_id: int, table_rows:
     if failure:
         raise failure[0]
     modes = [mode for pause in pauses for mode in pause.locks]
+    referenced_modes = [mode for pause in pauses for mode in pause.referenced_locks]
+    referenced = {}
+    if project.referenced_table:
+        referenced = {
+            "claimed_referenced_reads": step.referenced_reads,
+            "claimed_referenced_writes": step.referenced_writes,
+            "referenced_reads": _verdict(pauses, "referenced_read_waited", table_rows),
+            "referenced_writes": _verdict(pauses, "referenced_write_waited", table_rows),
+            "referenced_strongest_lock": max(referenced_modes, key=lock_strength) if referenced_modes else None,
+        }
     return Judgement(
         migration=step.migration,
         kind=step.kind,
@@ -425,4 +489,5 @@ def judge_step(project: Project, step: Step, monitor, write_id: int, table_rows:
         table_rows=table_rows,
         strongest_lock=max(modes, key=lock_strength) if modes else None,
         pauses=pauses,
+        **referenced,
     )

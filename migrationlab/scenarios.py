@@ -21,6 +21,11 @@ WAIT_CLAIMS = ("never", "briefly", "throughout")
 STEP_KINDS = ("risky", "safe")
 # What the showdown starts beside a step's migration (see Actor).
 ACTOR_KINDS = ("long_query", "previous_release")
+# A project whose lesson spans releases (code and schema changing together) runs one release at a time: this
+# environment variable selects it (settings.DEMO_RELEASE; default: the latest). What a step does to the requests of
+# the release still serving while it runs (its previous_release actor), checked by the judge:
+RELEASE_VARIABLE = "DEMO_RELEASE"
+PREVIOUS_RELEASE_CLAIMS = ("fails", "works")
 PROJECT_NAME = re.compile(r"^proj(\d\d)_[a-z0-9_]+$")
 
 
@@ -30,11 +35,13 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class Actor:
-    """Something the showdown starts just before a step's migration and keeps until the project's run ends.
+    """Something the showdown starts just before a step's migration.
 
-    long_query        - a report session that reads the large table and keeps it (ACCESS SHARE) for `seconds`;
+    long_query        - a report session that reads the large table and keeps it (ACCESS SHARE) for `seconds`,
+                        until the project's run ends;
     previous_release  - a second web server of the project, started with `env` added to its environment (what
-                        selects the release still serving traffic), probed like the main one.
+                        selects the release still serving traffic: DEMO_RELEASE), probed like the main one until
+                        the step ends.
 
     In scenario.toml:  actors = [{kind = "long_query", seconds = 20}]
     """
@@ -52,6 +59,22 @@ class Step:
     writes: str
     what: str
     actors: tuple[Actor, ...] = ()
+    # The claims for the referenced table (a project with one, see Project.referenced_table): what its reads and
+    # writes wait for. None in a project without one.
+    referenced_reads: str | None = None
+    referenced_writes: str | None = None
+    # In a project with releases: the release this step's migration belongs to, and what it does to the requests of
+    # the release still serving while it runs (named by the step's previous_release actor): "fails" or "works".
+    release: int | None = None
+    previous_release: str | None = None
+
+    @property
+    def serving_release(self) -> int | None:
+        """The release its previous_release actor runs (RELEASE_VARIABLE in the actor's env), if it has one."""
+        for actor in self.actors:
+            if actor.kind == "previous_release" and RELEASE_VARIABLE in actor.env:
+                return int(actor.env[RELEASE_VARIABLE])
+        return None
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,40 @@ class Project:
     # The query string of the read probes (showdown, judge); "{id}" becomes a row number, e.g.
     # "email=user{id}@example.com". Empty: the plain /list_large/.
     read_query: str = ""
+    # The model fields /list_large/ and /update_order/ read and return; empty: all of them. A project whose steps
+    # add columns lists the ones its table has at the start: the release serving traffic while the steps run
+    # does not read a column that is not there yet.
+    served_fields: tuple[str, ...] = ()
+    # A second table that the large one refers to (a foreign key lesson: customers), or None. It is seeded before
+    # the large table with `referenced_rows` rows (columns: `referenced_seed_columns`, as [seed]), and probed too:
+    # /list_referenced/ and /update_referenced/ (which sets its write_field). Every step then claims
+    # referenced_reads and referenced_writes as well.
+    referenced_model: str | None = None
+    referenced_table: str | None = None
+    referenced_rows: int = 0
+    referenced_seed_columns: dict[str, str] = field(default_factory=dict)
+    # The query string of the write probes (showdown, judge), as read_query: e.g. "create=1&id={id}" (insert a copy
+    # of row {id}: the insert a release makes). Empty: POST /update_order/ naming a row.
+    write_query: str = ""
+    # A lesson that spans releases: the release serving at the start migration (each step then names its own).
+    # None: the project has one release.
+    start_release: int | None = None
+
+    @property
+    def latest_release(self) -> int:
+        """The release whose code matches the last migration: what runs unless DEMO_RELEASE says otherwise."""
+        return max([self.start_release or 1, *(step.release or 1 for step in self.steps)])
+
+    def release_env(self, release: int | None) -> dict[str, str]:
+        """The environment that makes a process run `release` (empty for None or a project without releases)."""
+        return {RELEASE_VARIABLE: str(release)} if release is not None and self.start_release else {}
+
+    def deployed_after(self, step: Step) -> int | None:
+        """The release deployed once `step` has run: its own, if it is the last step of that release."""
+        if step.release is None:
+            return None
+        later = self.steps[self.steps.index(step) + 1:]
+        return step.release if not later or later[0].release != step.release else None
 
     @property
     def web_port(self) -> int:
@@ -102,6 +159,13 @@ def _optional(data: dict, key: str, where: Path) -> str | None:
     return _require(data, key, where) if key in data else None
 
 
+def _string_list(data: dict, key: str, where: Path) -> tuple[str, ...]:
+    values = data.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(value, str) and value for value in values):
+        raise ScenarioError(f"{where}: '{key}' must be a list of field names")
+    return tuple(values)
+
+
 def _load_actors(raw: dict, where: Path) -> tuple[Actor, ...]:
     actors = []
     for entry in raw.get("actors", []):
@@ -122,6 +186,76 @@ def _load_actors(raw: dict, where: Path) -> tuple[Actor, ...]:
     return tuple(actors)
 
 
+def _referenced(data: dict, tables: dict, path: Path) -> dict:
+    """The optional referenced table: referenced_model, referenced_table and referenced_rows in [tables], its
+    column expressions in [referenced_seed]. All of them or none."""
+    keys = ("referenced_model", "referenced_table", "referenced_rows")
+    given = [key for key in keys if key in tables]
+    if not given and "referenced_seed" not in data:
+        return {}
+    if len(given) < len(keys):
+        missing = ", ".join(key for key in keys if key not in tables)
+        raise ScenarioError(f"{path}: a referenced table needs {', '.join(keys)} in [tables]; missing {missing}")
+    rows = _require(tables, "referenced_rows", path, int)
+    seed = _require(data, "referenced_seed", path, dict) if "referenced_seed" in data else {}
+    if isinstance(rows, bool) or rows < 1:
+        raise ScenarioError(f"{path}: 'referenced_rows' must be a whole number >= 1")
+    return {
+        "referenced_model": _require(tables, "referenced_model", path),
+        "referenced_table": _require(tables, "referenced_table", path),
+        "referenced_rows": rows,
+        "referenced_seed_columns": dict(seed),
+    }
+
+
+def _referenced_claims(raw: dict, has_referenced: bool, path: Path) -> dict:
+    """A step's referenced_reads / referenced_writes: required with a referenced table, refused without one."""
+    step = raw.get("migration", "?")
+    given = [key for key in ("referenced_reads", "referenced_writes") if key in raw]
+    if not has_referenced:
+        if given:
+            raise ScenarioError(f"{path}: step {step}: {', '.join(given)} without a referenced table in [tables]")
+        return {}
+    return {key: _require(raw, key, path) for key in ("referenced_reads", "referenced_writes")}
+
+
+def _whole_number(data: dict, key: str, where: str) -> int | None:
+    value = data.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ScenarioError(f"{where}: '{key}' must be a whole number >= 1")
+    return value
+
+
+def _check_releases(project: Project, path: Path) -> None:
+    """Releases go up step by step from start_release; a previous_release claim names the release it is about (the
+    step's previous_release actor, DEMO_RELEASE = an earlier release)."""
+    steps_with = [step for step in project.steps if step.release is not None]
+    if project.start_release is None:
+        if steps_with or any(step.previous_release for step in project.steps):
+            raise ScenarioError(f"{path}: steps name releases, but the project has no start_release")
+        return
+    if len(steps_with) != len(project.steps):
+        raise ScenarioError(f"{path}: with a start_release, every step names its release")
+    current = project.start_release
+    for step in project.steps:
+        where = f"{path}: step {step.migration}"
+        if step.release < current:
+            raise ScenarioError(f"{where}: release {step.release} comes after release {current}")
+        current = step.release
+        for actor in step.actors:
+            if actor.kind != "previous_release":
+                continue
+            value = actor.env.get(RELEASE_VARIABLE, "")
+            if not value.isdigit() or not project.start_release <= int(value) < step.release:
+                raise ScenarioError(f"{where}: a previous_release actor sets {RELEASE_VARIABLE} to a release from "
+                                    f"{project.start_release} to {step.release - 1}")
+        if step.previous_release is not None:
+            if step.previous_release not in PREVIOUS_RELEASE_CLAIMS:
+                raise ScenarioError(f"{where}: previous_release must be one of {PREVIOUS_RELEASE_CLAIMS}")
+            if step.serving_release is None:
+                raise ScenarioError(f"{where}: a previous_release claim needs a previous_release actor")
+
+
 def load_project(folder: Path) -> Project:
     path = folder / "scenario.toml"
     try:
@@ -134,6 +268,7 @@ def load_project(folder: Path) -> Project:
     if not match:
         raise ScenarioError(f"{folder.name}: a project folder is named projNN_lesson")
     tables = _require(data, "tables", path, dict)
+    referenced = _referenced(data, tables, path)
     steps = []
     for raw in _require(data, "steps", path, list):
         step = Step(
@@ -143,14 +278,17 @@ def load_project(folder: Path) -> Project:
             writes=_require(raw, "writes", path),
             what=_require(raw, "what", path),
             actors=_load_actors(raw, path),
+            **_referenced_claims(raw, bool(referenced), path),
+            release=_whole_number(raw, "release", f"{path}: step {raw.get('migration', '?')}"),
+            previous_release=_optional(raw, "previous_release", path),
         )
         if step.kind not in STEP_KINDS:
             raise ScenarioError(f"{path}: step {step.migration}: kind must be one of {STEP_KINDS}")
-        for claim in (step.reads, step.writes):
+        for claim in (step.reads, step.writes, *(c for c in (step.referenced_reads, step.referenced_writes) if c)):
             if claim not in WAIT_CLAIMS:
                 raise ScenarioError(f"{path}: step {step.migration}: '{claim}' is not one of {WAIT_CLAIMS}")
         steps.append(step)
-    return Project(
+    project = Project(
         name=folder.name,
         folder=folder,
         scenario=int(match.group(1)),
@@ -167,7 +305,13 @@ def load_project(folder: Path) -> Project:
         steps=tuple(steps),
         lookup_field=_optional(tables, "lookup_field", path),
         read_query=_optional(tables, "read_query", path) or "",
+        served_fields=_string_list(tables, "served_fields", path),
+        **referenced,
+        write_query=_optional(tables, "write_query", path) or "",
+        start_release=_whole_number(data, "start_release", str(path)),
     )
+    _check_releases(project, path)
+    return project
 
 
 def all_projects(root: Path = REPO_ROOT) -> list[Project]:

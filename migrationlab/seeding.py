@@ -4,6 +4,8 @@ The way pg_restore loads a table: in one transaction, empty it (TRUNCATE: with w
 skips WAL), drop its indexes, insert in chunks (progress between chunks), rebuild the indexes, commit; then
 VACUUM ANALYZE so the first migration neither sets hint bits on every page nor plans with empty statistics.
 Column values are SQL expressions of the row number `i`, from the project's scenario.toml ([seed]).
+A project whose large table refers to another one (a foreign key lesson) has that table seeded first, with
+[referenced_seed], so every row of the large table can point at an existing one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class SeedResult:
     small_rows: int
     seconds: float
     rebuilt_indexes: int
+    referenced_rows: int = 0
 
 
 def _index_plan(cursor, table: str) -> tuple[list[sql.Composable], list[sql.Composable]]:
@@ -95,20 +98,30 @@ def seed(
     columns: dict[str, str],
     large_rows: int,
     progress: Callable[[str], None] = lambda line: None,
+    referenced_table: str | None = None,
+    referenced_columns: dict[str, str] | None = None,
+    referenced_rows: int = 0,
 ) -> SeedResult:
-    """Replace the rows of both tables: `large_rows` in the large one, 10 in the small one.
+    """Replace the rows of both tables: `large_rows` in the large one, 10 in the small one; and first, if given,
+    `referenced_rows` in the table they refer to.
 
     `connection` is a psycopg2 connection (Django's `connection.connection` works); it is committed.
     """
-    if large_rows < 0:
+    if large_rows < 0 or referenced_rows < 0:
         raise ValueError("the row count cannot be negative")
     started = time.monotonic()
+    tables = [large_table, small_table, *([referenced_table] if referenced_table else [])]
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
         cursor.execute("SET LOCAL max_parallel_maintenance_workers = 2")
+        # One TRUNCATE for all: a table a foreign key refers to can only be emptied with the tables referring to it.
         cursor.execute(
-            sql.SQL("TRUNCATE {}, {} RESTART IDENTITY").format(sql.Identifier(large_table), sql.Identifier(small_table))
+            sql.SQL("TRUNCATE {} RESTART IDENTITY").format(sql.SQL(", ").join(map(sql.Identifier, tables)))
         )
+        if referenced_table:
+            cursor.execute(_insert(referenced_table, referenced_columns or {}, 1, referenced_rows))
+            _reset_id_sequence(cursor, referenced_table)
+            progress(f"  {referenced_table}: {referenced_rows:,} rows, {time.monotonic() - started:.1f} s")
         cursor.execute(_insert(small_table, columns, 1, SMALL_TABLE_ROWS))
         _reset_id_sequence(cursor, small_table)
         drops, rebuilds = _index_plan(cursor, large_table)
@@ -132,8 +145,8 @@ def seed(
     connection.autocommit = True
     try:
         with connection.cursor() as cursor:
-            for table in (small_table, large_table):
+            for table in (*tables[2:], small_table, large_table):
                 cursor.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(table)))
     finally:
         connection.autocommit = autocommit
-    return SeedResult(large_rows, SMALL_TABLE_ROWS, time.monotonic() - started, len(rebuilds))
+    return SeedResult(large_rows, SMALL_TABLE_ROWS, time.monotonic() - started, len(rebuilds), referenced_rows)

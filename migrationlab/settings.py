@@ -4,7 +4,7 @@
 
 Configuration comes from the environment (and a `.env` file in the project folder): POSTGRES_DB, POSTGRES_USER,
 POSTGRES_PASSWORD, POSTGRES_HOST, POSTGRES_PORT (the talk's names), or DATABASE_URL, which overrides them.
-DEBUG is off unless DJANGO_DEBUG=1.
+DEBUG is off unless DJANGO_DEBUG=1. DEMO_RELEASE picks the release a project with releases runs (default: its latest).
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import os
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
-from migrationlab.scenarios import load_project
+from migrationlab.releases import chosen_release
+from migrationlab.scenarios import RELEASE_VARIABLE, ScenarioError, load_project
 
 # Only for a laptop demo; every real deployment sets DJANGO_SECRET_KEY.
 DEVELOPMENT_SECRET_KEY = "insecure-development-only-key-set-DJANGO_SECRET_KEY-for-anything-else"
@@ -75,8 +77,15 @@ def database_from_environment(environ=os.environ) -> dict:
 def project_settings(settings_file: str) -> dict:
     """Everything a project's settings module needs, from its folder, its scenario.toml and the environment."""
     project_dir = Path(settings_file).resolve().parent.parent
+    # The release this process runs (projects whose lesson spans releases): from the process environment only,
+    # not .env, where DEMO_RELEASE is the release docker compose serves; manage.py on the host runs the latest.
+    release = os.environ.get(RELEASE_VARIABLE)
     load_dotenv(project_dir / ".env")
     project = load_project(project_dir)
+    try:
+        release = chosen_release(project, release)
+    except ScenarioError as problem:
+        raise ImproperlyConfigured(str(problem)) from None
     return {
         "BASE_DIR": project_dir,
         "SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY", DEVELOPMENT_SECRET_KEY),
@@ -106,4 +115,10 @@ def project_settings(settings_file: str) -> dict:
         "MIGRATIONLAB_LARGE_MODEL": f"demoapp.{project.large_model}",
         "MIGRATIONLAB_WRITE_FIELD": project.write_field,
         "MIGRATIONLAB_LOOKUP_FIELD": project.lookup_field,
+        # The table the large one refers to (a foreign key lesson), or None: /list_referenced/, /update_referenced/.
+        "MIGRATIONLAB_REFERENCED_MODEL": f"demoapp.{project.referenced_model}" if project.referenced_model else None,
+        "MIGRATIONLAB_SERVED_FIELDS": list(project.served_fields),
+        # The release whose models this process loads: `if settings.DEMO_RELEASE >= 2:` in models.py
+        # (migrationlab/releases.py). 1 in a project without releases.
+        "DEMO_RELEASE": release,
     }

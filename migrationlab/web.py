@@ -9,6 +9,17 @@ GET|POST /update_order/     updates one row of the large table and returns it: t
                             POST, in its body: form data (id=12) or JSON ({"id": 12}). A body it cannot read
                             (another type, chunked, fields other than id) or two different ids are refused, never
                             ignored: ignoring them would update a random row.
+                            With ?create=1 it inserts a row instead: a copy of the row named (else a random one),
+                            with the fields the running release's model knows; the database fills in the others (a
+                            release that no longer knows a column inserts without it: scenario.toml's write_query).
+Both return a row's fields: all of the model's, or those scenario.toml's served_fields names (a project whose steps
+add columns: the release serving while they run does not read them yet).
+
+In a project whose large table refers to another one (scenario.toml's referenced_table, e.g. customers for a
+foreign key lesson), the same read and write on that table:
+GET /list_referenced/       10 rows of the referenced table (from a random id on) and its estimated row count;
+GET|POST /update_referenced/  sets its write_field to now() on one row, named as for /update_order/.
+Elsewhere they answer 404.
 
 Every answer is JSON, errors included: 400 bad input, 404 no such row or endpoint, 405 wrong method, 411 a chunked
 body, 413 a body too large, 415 a body neither form data nor JSON, 503 when the database gave up on the query (the
@@ -25,7 +36,7 @@ from functools import wraps
 
 from django.apps import apps
 from django.conf import settings
-from django.core.exceptions import DisallowedHost, RequestDataTooBig, TooManyFieldsSent
+from django.core.exceptions import DisallowedHost, RequestDataTooBig, TooManyFieldsSent, ValidationError
 from django.db import DatabaseError, InterfaceError, connection
 from django.db.models.functions import Now
 from django.http import JsonResponse
@@ -49,6 +60,11 @@ class Refused(Exception):
 
 def large_model():
     return apps.get_model(settings.MIGRATIONLAB_LARGE_MODEL)
+
+
+def served_fields() -> list[str]:
+    """The fields the endpoints read and return (scenario.toml's served_fields); empty: all of the model's."""
+    return settings.MIGRATIONLAB_SERVED_FIELDS
 
 
 def error(status: int, message: str) -> JsonResponse:
@@ -160,15 +176,21 @@ def requested_id(request) -> int | None:
     return in_body if in_query is None else in_query
 
 
-@json_endpoint("GET")
-def list_large(request):
-    model = large_model()
-    lookup = settings.MIGRATIONLAB_LOOKUP_FIELD
-    if lookup and lookup in request.GET:  # the exact lookup an index lesson is about, e.g. ?email=...
-        rows = list(model.objects.filter(**{lookup: request.GET[lookup]}).order_by("pk").values()[:PAGE_SIZE])
-    else:
-        start = random_existing_id(model)
-        rows = list(model.objects.filter(pk__gte=start or 0).order_by("pk").values()[:PAGE_SIZE])
+def referenced_model():
+    """The model of the table the large one refers to; a project without one answers 404."""
+    if not settings.MIGRATIONLAB_REFERENCED_MODEL:
+        raise Refused(404, "this project has no referenced table; try /list_large/ or /update_order/")
+    return apps.get_model(settings.MIGRATIONLAB_REFERENCED_MODEL)
+
+
+def from_a_random_row(model):
+    start = random_existing_id(model)
+    return model.objects.filter(pk__gte=start or 0)
+
+
+def listing(model, page, fields) -> JsonResponse:
+    """The first rows of `page` by id, and the table's estimated size."""
+    rows = list(page.order_by("pk").values(*fields)[:PAGE_SIZE])
     return JsonResponse(
         {
             "table": model._meta.db_table,
@@ -179,9 +201,8 @@ def list_large(request):
     )
 
 
-@json_endpoint("GET", "POST")
-def update_order(request):
-    model = large_model()
+def update_one(request, model, fields) -> JsonResponse:
+    """Set the write_field of the row the request names (else a random one) to now(); the row."""
     row_id = requested_id(request)
     if row_id is None:
         row_id = random_existing_id(model)
@@ -189,10 +210,61 @@ def update_order(request):
             return error(404, f"{model._meta.db_table} is empty; seed it first")
     updated = model.objects.filter(pk=row_id).update(**{settings.MIGRATIONLAB_WRITE_FIELD: Now()})
     # .first(), not .get(): the row may be deleted between the two statements, and that is a 404, not a 500.
-    row = model.objects.filter(pk=row_id).values().first() if updated else None
+    row = model.objects.filter(pk=row_id).values(*fields).first() if updated else None
     if row is None:
         return error(404, f"no row with id {row_id} in {model._meta.db_table}")
     return JsonResponse({"updated": row})
+
+
+def create_one(request, model, fields) -> JsonResponse:
+    """Insert a copy of the row the request names (else a random one), of the fields the model knows; the row."""
+    row_id = requested_id(request) or random_existing_id(model)
+    known = [field.attname for field in model._meta.concrete_fields if not field.primary_key]
+    source = model.objects.filter(pk=row_id).values(*known).first() if row_id else None
+    if source is None:
+        return error(404, f"no row with id {row_id} in {model._meta.db_table} to copy" if row_id
+                     else f"{model._meta.db_table} is empty; seed it first")
+    created = model.objects.create(**source)
+    return JsonResponse({"created": model.objects.filter(pk=created.pk).values(*fields).first()})
+
+
+def wants_create(request) -> bool:
+    values = request.GET.getlist("create")
+    if values not in ([], ["1"]):
+        raise Refused(400, f"create must be 1 (insert a row) or absent (update one), got {quoted(values[-1])}")
+    return bool(values)
+
+
+@json_endpoint("GET")
+def list_large(request):
+    model = large_model()
+    lookup = settings.MIGRATIONLAB_LOOKUP_FIELD
+    if lookup and lookup in request.GET:  # the exact lookup an index lesson is about, e.g. ?email=...
+        try:
+            page = model.objects.filter(**{lookup: request.GET[lookup]})
+        except (ValueError, ValidationError) as bad:  # e.g. ?device_id=abc for an integer column
+            raise Refused(400, f"{lookup}={quoted(request.GET[lookup])}: not a value of that column") from bad
+    else:
+        page = from_a_random_row(model)
+    return listing(model, page, served_fields())
+
+
+@json_endpoint("GET", "POST")
+def update_order(request):
+    if wants_create(request):
+        return create_one(request, large_model(), served_fields())
+    return update_one(request, large_model(), served_fields())
+
+
+@json_endpoint("GET")
+def list_referenced(request):
+    model = referenced_model()
+    return listing(model, from_a_random_row(model), ())
+
+
+@json_endpoint("GET", "POST")
+def update_referenced(request):
+    return update_one(request, referenced_model(), ())
 
 
 # Django's own error answers (used with DEBUG off; with DJANGO_DEBUG=1 Django shows its HTML debug pages instead).
@@ -224,6 +296,8 @@ def server_error(request):
 urlpatterns = [
     path("list_large/", list_large, name="list_large"),
     path("update_order/", update_order, name="update_order"),
+    path("list_referenced/", list_referenced, name="list_referenced"),
+    path("update_referenced/", update_referenced, name="update_referenced"),
 ]
 handler400 = bad_request
 handler403 = forbidden

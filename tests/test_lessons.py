@@ -27,13 +27,32 @@ def test_every_step_blocks_exactly_what_its_scenario_claims(judged):
         assert (judgement["migration"], judgement["reads"], judgement["writes"]) == (
             judgement["migration"], judgement["claimed_reads"], judgement["claimed_writes"]
         ), judgement
+        # A project whose large table refers to another one claims that table's reads and writes too.
+        referenced = (judgement["referenced_reads"], judgement["referenced_writes"])
+        assert referenced == (judgement["claimed_referenced_reads"], judgement["claimed_referenced_writes"]), judgement
+        assert (None in referenced) == (project.referenced_table is None), judgement
+
+
+def test_every_release_answers_as_its_scenario_claims(judged):
+    """A project with releases: after each step, the release still serving answered its read and write as the
+    step's previous_release claims (its own code, against the migrated database), and after a release's last
+    step, that release (deployed then) answered both."""
+    project, judgements = judged
+    for step, judgement in zip(project.steps, judgements):
+        assert judgement["previous_release"] == judgement["claimed_previous_release"] == step.previous_release, \
+            judgement
+        deployed = project.deployed_after(step)
+        assert judgement["deployed_release"] == ("works" if deployed is not None else None), judgement
 
 
 def test_risky_steps_block_throughout_and_safe_steps_never_do(judged):
     _, judgements = judged
     for judgement in judgements:
-        blocks_throughout = "throughout" in (judgement["reads"], judgement["writes"])
-        assert blocks_throughout == (judgement["kind"] == "risky"), judgement
+        blocks_throughout = "throughout" in (judgement["reads"], judgement["writes"], judgement["referenced_reads"],
+                                             judgement["referenced_writes"])
+        # Or, a step of a project with releases: it fails every request of the release still serving.
+        fails_the_previous_release = judgement["previous_release"] == "fails"
+        assert (blocks_throughout or fails_the_previous_release) == (judgement["kind"] == "risky"), judgement
 
 
 def test_proj01_risky_step_holds_access_exclusive_while_rewriting_every_row(seeded):

@@ -1,4 +1,6 @@
-"""What a step may start beside its migration (scenario.toml `actors`); each lives until the project's run ends.
+"""What a step may start beside its migration (scenario.toml `actors`). A long_query lives until the project's run
+ends; a previous_release until its step ends (with the deploy of the next release, if the step brings one: see
+runner.py).
 
 long_query        a report session: reads one row of the large table in a transaction, then sleeps in it for
                   `seconds`. It holds ACCESS SHARE on the table all that time, exactly like a long report,

@@ -213,9 +213,15 @@ def migration_locks(samples: list[LockSample], window: Window, tables: list[str]
     return sorted(locks, key=lambda lock: (tables.index(lock["relation"]), -lock_strength(lock["mode"])))
 
 
-def web_waits(samples: list[LockSample], window: Window, tables: list[str], interval_s: float) -> dict:
+def web_waits(samples: list[LockSample], window: Window, tables: list[str], interval_s: float,
+              referenced: str | None = None) -> dict:
     """How the web's reads and writes waited on the migration: per kind, in scenario.toml's words (level), how
     many sessions, and the longest wait of one (pg_locks.waitstart).
+
+    With `referenced` (the table a foreign key lesson's large table refers to), waits on that table are kinds of
+    their own, referenced_reads and referenced_writes, as scenario.toml claims them; their "throughout" is
+    measured against the time the migration held a lock on that table (a migration may lock it for its last
+    statements only, and hold it to the end).
 
     level never: no web session was seen waiting on it; throughout: the migration held its lock for at least
     BLOCKED_AFTER_S and web sessions were waiting on it for at least half of that time (the migration working
@@ -223,29 +229,37 @@ def web_waits(samples: list[LockSample], window: Window, tables: list[str], inte
     behind a migration that was itself still waiting for its lock. A read asks for ACCESS SHARE; anything else a
     web session waits for (ROW EXCLUSIVE, a row lock) is a write.
     """
-    held_s = 0.0
-    waited_while_held = {"reads": 0.0, "writes": 0.0}
-    sessions: dict[str, set] = {"reads": set(), "writes": set()}
-    longest = {"reads": 0.0, "writes": 0.0}
+    kinds = ("reads", "writes", *(("referenced_reads", "referenced_writes") if referenced else ()))
+    held_s = {kind: 0.0 for kind in kinds}
+    waited_while_held = {kind: 0.0 for kind in kinds}
+    sessions: dict[str, set] = {kind: set() for kind in kinds}
+    longest = {kind: 0.0 for kind in kinds}
     for sample, weight in _weights(samples, interval_s, window):
         _, strongest, waiters = _migration_view(sample, tables)
-        holding = any(granted for _, granted in strongest.values())
-        held_s += weight if holding else 0.0
+        holding = {kind: any(granted for _, granted in strongest.values()) for kind in ("reads", "writes")}
+        if referenced:
+            on_referenced = strongest.get(referenced, (None, False))[1]
+            holding |= {"referenced_reads": on_referenced, "referenced_writes": on_referenced}
+        for kind in kinds:
+            held_s[kind] += weight if holding[kind] else 0.0
         kinds_now = set()
-        for pid, application, _, mode, waited in waiters:
+        for pid, application, table, mode, waited in waiters:
             if application != WEB_APPLICATION:
                 continue
             kind = "reads" if mode == "AccessShareLock" else "writes"
+            if referenced and table == referenced:
+                kind = f"referenced_{kind}"
             kinds_now.add(kind)
             sessions[kind].add(pid)
             longest[kind] = max(longest[kind], waited)
         for kind in kinds_now:
-            waited_while_held[kind] += weight if holding else 0.0
+            waited_while_held[kind] += weight if holding[kind] else 0.0
 
     def level(kind: str) -> str:
         if not sessions[kind]:
             return "never"
-        held_long = held_s >= BLOCKED_AFTER_S and waited_while_held[kind] >= WAITED_THROUGHOUT * held_s
+        held = held_s[kind]
+        held_long = held >= BLOCKED_AFTER_S and waited_while_held[kind] >= WAITED_THROUGHOUT * held
         return "throughout" if held_long else "briefly"
 
     return {kind: {"level": level(kind), "sessions": len(sessions[kind]), "longest_wait_s": round(longest[kind], 3)}
@@ -290,6 +304,8 @@ def web_other_waits(samples: list[LockSample], window: Window, interval_s: float
 # -- verdict ----------------------------------------------------------------------------------------------------
 
 ACCESS_WORDS = {"list_large": "reads", "update_order": "writes"}
+# The referenced table's (a foreign key lesson's customers): web_waits' kinds for them.
+REFERENCED_WORDS = {"list_referenced": "referenced_reads", "update_referenced": "referenced_writes"}
 
 
 def describe_endpoint(stats: dict, longest_lock_wait_s: float, other_waits: dict[str, float] | None = None,
@@ -318,8 +334,10 @@ def describe_endpoint(stats: dict, longest_lock_wait_s: float, other_waits: dict
 
 
 def verdict(endpoints: dict, locks: list[dict], waits: dict, interval_s: float,
-            other_waits: dict[str, float] | None = None, after_locks: dict[str, float] | None = None) -> str:
-    """One line: what the step did to reads and writes, and the lock responsible."""
+            other_waits: dict[str, float] | None = None, after_locks: dict[str, float] | None = None,
+            referenced: str | None = None) -> str:
+    """One line: what the step did to reads and writes (and to those of the `referenced` table), and the lock
+    responsible."""
 
     def described(name: str, word: str) -> str:
         return describe_endpoint(endpoints[name], waits[word]["longest_wait_s"], other_waits,
@@ -330,6 +348,10 @@ def verdict(endpoints: dict, locks: list[dict], waits: dict, interval_s: float,
                 for name, word in ACCESS_WORDS.items() if f"previous_release/{name}" in endpoints]
     if previous:
         parts.append("previous release: " + ", ".join(previous))
+    on_referenced = [f"{word.removeprefix('referenced_')} {described(name, word)}"
+                     for name, word in REFERENCED_WORDS.items() if name in endpoints and word in waits]
+    if on_referenced:
+        parts.append(f"{referenced or 'referenced table'}: " + ", ".join(on_referenced))
     text = ", ".join(parts)
     waited_on = [lock for lock in locks if lock["waiters_total"]]
     if waited_on:

@@ -16,7 +16,12 @@ from migrationlab.locks import LOCK_MODES, lock_name, lock_strength
 from migrationlab.showdown.probe import Request
 
 KIND_COLOURS = {"risky": "#d62728", "safe": "#2ca02c", "baseline": "#7f7f7f"}
+DEPLOY_COLOUR = "#9467bd"  # the previous release's colour: the line where it hands over to the next one
 ENDPOINT_PANELS = (("list_large", "reads  /list_large/"), ("update_order", "writes  /update_order/"))
+# In a project with a referenced table (the customers a foreign key refers to): its read and write, underneath.
+REFERENCED_PANELS = (("list_referenced", "reads  /list_referenced/"),
+                     ("update_referenced", "writes  /update_referenced/"))
+PANEL_HEIGHT = 3.0  # per latency panel, against the lock panel's 0.5 + 0.35 per table
 # Weak locks pale, ACCESS EXCLUSIVE dark red: the darker the band, the more it blocks.
 MODE_COLOURS = dict(zip(LOCK_MODES, ("#fff5b1", "#fee391", "#fec44f", "#a1d99b", "#fd8d3c", "#f16913", "#d94801",
                                      "#7f0000")))
@@ -43,6 +48,12 @@ def _shade_steps(axis, project: dict, span_s: float, label: bool) -> None:
         axis.axvspan(step["start_s"], step["end_s"], color=colour, alpha=0.10 if index % 2 == 0 else 0.17, lw=0)
         if label:
             write(step, f"{step['migration'].split('_', 1)[0]}\n{step['kind']}", colour)
+        if step.get("deploy"):  # a project with releases: the moment the next release took over
+            axis.axvline(step["deploy"]["deployed_s"], color=DEPLOY_COLOUR, ls="-.", lw=0.9)
+            if label:
+                axis.text(step["deploy"]["deployed_s"], 0.03, f" release {step['deploy']['release']} deployed",
+                          transform=axis.get_xaxis_transform(), fontsize=6, color=DEPLOY_COLOUR, rotation=90,
+                          va="bottom")
 
 
 def _latency_panel(axis, project: dict, requests: list[Request], endpoint: str, title: str, timeout_s: float) -> None:
@@ -94,24 +105,36 @@ def _lock_panel(axis, project: dict, tables: list[str], span_s: float) -> list[s
     return sorted({segment["mode"] for segment in project["lock_timeline"]}, key=lock_strength)
 
 
+def _panels(project: dict) -> list[tuple[str, str]]:
+    """The latency panels of a project: reads and writes, and those of its referenced table if it has one."""
+    return [*ENDPOINT_PANELS, *(REFERENCED_PANELS if project.get("referenced_table") else ())]
+
+
 def render(report: dict, requests_by_project: dict[str, list[Request]], path: Path) -> None:
     projects = report["projects"]
     timeout_s = report["settings"]["timeout_s"]
-    figure = Figure(figsize=(13, 6.6 * len(projects)), dpi=110, layout="constrained")
-    rows = figure.add_gridspec(len(projects), 1)
+    panels_of = {project["project"]: _panels(project) for project in projects}
+    heights = [6.6 / 2 * len(panels_of[project["project"]]) for project in projects]
+    figure = Figure(figsize=(13, sum(heights)), dpi=110, layout="constrained")
+    rows = figure.add_gridspec(len(projects), 1, height_ratios=heights)
     figure.suptitle(
         f"Scenario {report['scenario']}: {report['rows']:,} rows; {report['settings']['rate_per_s']:g} requests/s "
         f"per endpoint, each giving up after {timeout_s:g} s", fontsize=11)
     for index, project in enumerate(projects):
         tables = list(dict.fromkeys(segment["relation"] for segment in project["lock_timeline"])) or ["(none)"]
-        panels = rows[index].subgridspec(3, 1, height_ratios=[3, 3, 0.5 + 0.35 * len(tables)], hspace=0.08)
+        endpoints = panels_of[project["project"]]
+        panels = rows[index].subgridspec(len(endpoints) + 1, 1,
+                                         height_ratios=[PANEL_HEIGHT] * len(endpoints) + [0.5 + 0.35 * len(tables)],
+                                         hspace=0.08)
         reads = figure.add_subplot(panels[0])
-        writes = figure.add_subplot(panels[1], sharex=reads)
-        locks = figure.add_subplot(panels[2], sharex=reads)
+        latency_axes = [reads, *(figure.add_subplot(panels[n], sharex=reads) for n in range(1, len(endpoints)))]
+        locks = figure.add_subplot(panels[len(endpoints)], sharex=reads)
         requests = requests_by_project.get(project["project"], [])
         start = project["baseline"]["start_s"] - 0.3
         end = project["after"]["end_s"] + 0.3
-        for axis, (endpoint, title) in zip((reads, writes), ENDPOINT_PANELS):
+        for axis, (endpoint, title) in zip(latency_axes, endpoints):
+            if endpoint in dict(REFERENCED_PANELS):
+                title = f"{title} ({project['referenced_table']})"
             heading = f"{project['project']}: {title}" if endpoint == "list_large" else title
             _latency_panel(axis, project, requests, endpoint, heading, timeout_s)
             _shade_steps(axis, project, end - start, label=endpoint == "list_large")

@@ -85,6 +85,8 @@ class Probe:
         self._targets: list[Target] = []
         self._records: list[Request] = []
         self._in_flight: dict[int, tuple[str, float]] = {}
+        self._in_flight_ports: dict[int, int] = {}  # the port each request in flight went to
+        self._redirects: dict[int, int | None] = {}  # see redirect()
         self._changed = threading.Condition()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run_loop, name="showdown-probe", daemon=True)
@@ -100,6 +102,24 @@ class Probe:
         self._targets.append(target)
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._schedule, target, len(self._targets) - 1)
+
+    def redirect(self, port: int, to_port: int | None) -> None:
+        """From now on, send what went to `port` to `to_port` instead (a deploy: the new release serves there),
+        or nothing at all (None: its server is about to stop). Requests in flight finish where they went."""
+        with self._changed:
+            self._redirects[port] = to_port
+
+    def in_flight_to(self, port: int) -> int:
+        """How many requests sent to `port` (after redirects) have no answer yet."""
+        return sum(1 for sent_to in list(self._in_flight_ports.values()) if sent_to == port)
+
+    def _port_of(self, target: Target) -> int | None:
+        port = target.port
+        while port in self._redirects:
+            port = self._redirects[port]
+            if port is None:
+                return None
+        return port
 
     def start(self) -> None:
         self._thread.start()
@@ -161,22 +181,26 @@ class Probe:
             if delay > 0:
                 await asyncio.sleep(delay)
             self.max_send_lag_s = max(self.max_send_lag_s, self._loop.time() - due)
-            task = self._loop.create_task(self._request(target))
+            port = self._port_of(target)
+            if port is None:  # its server is gone (redirect): stop sending to it
+                return
+            task = self._loop.create_task(self._request(target, port))
             self._requests.add(task)
             task.add_done_callback(self._requests.discard)
             count += 1
 
-    async def _request(self, target: Target) -> None:
+    async def _request(self, target: Target, port: int) -> None:
         sent = self._loop.time()
         sent_s = self.clock.since_origin(sent)
         key = id(asyncio.current_task())
         self._in_flight[key] = (target.name, sent_s)
+        self._in_flight_ports[key] = port
         self.sent += 1
         self._notify()
         status, error = None, None
         try:
             async with asyncio.timeout(self.timeout_s):
-                status = await self._exchange(target)
+                status = await self._exchange(target, port)
         except TimeoutError:
             error = "timeout"
         except ConnectionRefusedError:
@@ -187,16 +211,17 @@ class Probe:
             error = str(failure) or type(failure).__name__
         finally:
             self._in_flight.pop(key, None)
+            self._in_flight_ports.pop(key, None)
         latency = self.timeout_s if error == "timeout" else self._loop.time() - sent
         self._records.append(Request(target.name, sent_s, latency, status, error))
         self._notify()
 
-    async def _exchange(self, target: Target) -> int:
+    async def _exchange(self, target: Target, port: int) -> int:
         # Plain non-blocking socket calls: half the CPU of asyncio's streams, which matters on a 2-core machine.
         connection = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         connection.setblocking(False)
         try:
-            await self._loop.sock_connect(connection, (target.host, target.port))
+            await self._loop.sock_connect(connection, (target.host, port))
             await self._loop.sock_sendall(connection, target.request(self._pick))
             answer = bytearray()
             while chunk := await self._loop.sock_recv(connection, 65536):  # up to the server's close

@@ -19,6 +19,8 @@ from migrationlab.showdown.sampler import LockSample
 from migrationlab.showdown.schema import REPORT_FORMAT
 
 MAIN_ENDPOINTS = ("list_large", "update_order")
+# The read and write of the table the large one refers to (scenario.toml's referenced_table), where there is one.
+REFERENCED_ENDPOINTS = ("list_referenced", "update_referenced")
 
 
 @dataclass
@@ -27,6 +29,9 @@ class StepRun:
     window: Window
     log: str  # the step's manage.py output, relative to the output folder
     actors: list[tuple[str, str]] = field(default_factory=list)  # (kind, description)
+    # A project with releases: the release deployed at the end of the step, when the migration ended
+    # (migrated_s) and when the probe moved over to the new release (deployed_s). None: no deploy.
+    deploy: dict | None = None
 
 
 @dataclass
@@ -64,11 +69,12 @@ def _endpoint_names(requests: list[Request]) -> list[str]:
 
 def project_report(run: ProjectRun) -> dict:
     project = run.project
-    tables = [project.large_table, project.small_table]
+    referenced = project.referenced_table
+    tables = [project.large_table, project.small_table, *([referenced] if referenced else [])]
     names = _endpoint_names(run.requests)
     by_endpoint = {name: [r for r in run.requests if r.endpoint == name] for name in names}
     normal = {name: analysis.normal_latency([r for r in by_endpoint[name] if r.sent_s in run.baseline])
-              for name in MAIN_ENDPOINTS}
+              for name in names if "/" not in name}
     for name in names:  # a previous release has no baseline of its own: it serves the same endpoints
         normal.setdefault(name, normal[name.rsplit("/", 1)[-1]])
     stalls = {name: analysis.stall_intervals(by_endpoint[name], normal[name]) for name in names}
@@ -93,7 +99,7 @@ def project_report(run: ProjectRun) -> dict:
         after_locks = {name: round(analysis.stall_after(stalls[name], step_run.window, locks_end), 3)
                        for name in fields["endpoints"]}
         locks = analysis.migration_locks(run.samples, step_run.window, tables, run.interval_s)
-        waits = analysis.web_waits(run.samples, step_run.window, tables, run.interval_s)
+        waits = analysis.web_waits(run.samples, step_run.window, tables, run.interval_s, referenced)
         other_waits = analysis.web_other_waits(run.samples, step_run.window, run.interval_s)
         steps.append({
             "migration": step_run.step.migration,
@@ -102,19 +108,22 @@ def project_report(run: ProjectRun) -> dict:
             **fields,
             "actors": [{"kind": kind, "description": description} for kind, description in step_run.actors],
             "locks": locks,
-            "claimed": {"reads": step_run.step.reads, "writes": step_run.step.writes},
+            "claimed": _claimed(step_run.step),
             "observed": {kind: wait["level"] for kind, wait in waits.items()},
             "web_waits": {kind: {"sessions": wait["sessions"], "longest_wait_s": wait["longest_wait_s"]}
                           for kind, wait in waits.items()},
             "web_other_waits_s": other_waits,
             "stall_after_locks_s": after_locks,
-            "verdict": analysis.verdict(fields["endpoints"], locks, waits, run.interval_s, other_waits, after_locks),
+            "verdict": analysis.verdict(fields["endpoints"], locks, waits, run.interval_s, other_waits, after_locks,
+                                        referenced),
             "log": step_run.log,
+            **({"deploy": _deploy(step_run, run.requests)} if step_run.deploy else {}),
         })
     return {
         "project": project.name,
         "title": project.title,
         "variant": project.variant,
+        **({"referenced_table": referenced} if referenced else {}),
         "database": run.database,
         "seed_s": round(run.seed_s, 3),
         "normal_latency_s": {name: round(value, 4) for name, value in normal.items()},
@@ -125,6 +134,21 @@ def project_report(run: ProjectRun) -> dict:
         "probe": run.probe,
         "sampler": run.sampler,
     }
+
+
+def _deploy(step_run: StepRun, requests: list[Request]) -> dict:
+    """The deploy at the end of the step, and since when the release still serving failed (its first failed
+    request sent in the step; None if none failed): until the deploy, every request of it failed."""
+    failed = [r.sent_s for r in requests if r.failed and r.sent_s in step_run.window
+              and r.endpoint.startswith("previous_release/")]
+    return {**step_run.deploy, "failing_from_s": round(min(failed), 3) if failed else None}
+
+
+def _claimed(step: Step) -> dict:
+    claims = {"reads": step.reads, "writes": step.writes}
+    if step.referenced_reads:
+        claims |= {"referenced_reads": step.referenced_reads, "referenced_writes": step.referenced_writes}
+    return claims
 
 
 def summary(projects: list[dict]) -> list[dict]:
@@ -220,24 +244,34 @@ def _claims(step: dict) -> str:
     if step["observed"] == step["claimed"]:
         return "as claimed"
     claimed, observed = step["claimed"], step["observed"]
-    return (f"scenario.toml claims reads {claimed['reads']}, writes {claimed['writes']}; "
-            f"seen: reads {observed['reads']}, writes {observed['writes']}")
+
+    def words(levels: dict) -> str:
+        return ", ".join(f"{kind.replace('_', ' ')} {level}" for kind, level in levels.items())
+
+    return f"scenario.toml claims {words(claimed)}; seen: {words(observed)}"
 
 
 def render_project(project: dict) -> str:
     normal = project["normal_latency_s"]
     header = (f"{'step':44} {'kind':5} {'time':>7} |  reads: {'fail':>9} {'p99':>6} {'max':>6} {'stall':>6} "
               f"|  writes: {'fail':>9} {'p99':>6} {'max':>6} {'stall':>6}")
+    referenced = project.get("referenced_table")
     lines = [
         f"{project['project']} — {project['title']}",
         f"  normal latency (stall threshold): reads {_latency(normal['list_large'])}, "
-        f"writes {_latency(normal['update_order'])}",
+        f"writes {_latency(normal['update_order'])}"
+        + (f"; on {referenced}: reads {_latency(normal.get('list_referenced'))}, "
+           f"writes {_latency(normal.get('update_referenced'))}" if referenced else ""),
         "  " + header,
     ]
 
     def row(label: str, kind: str, window: dict) -> str:
         reads, writes = (_endpoint_cells(window["endpoints"].get(name)) for name in MAIN_ENDPOINTS)
-        return f"  {label:44} {kind:5} {window['duration_s']:>6.1f}s | {'':7} {reads} | {'':8} {writes}"
+        line = f"  {label:44} {kind:5} {window['duration_s']:>6.1f}s | {'':7} {reads} | {'':8} {writes}"
+        if referenced:  # the referenced table's read and write, in a row of their own underneath
+            reads, writes = (_endpoint_cells(window["endpoints"].get(name)) for name in REFERENCED_ENDPOINTS)
+            line += f"\n  {'  on ' + referenced:44} {'':5} {'':>7} | {'':7} {reads} | {'':8} {writes}"
+        return line
 
     lines.append(row("baseline", "", project["baseline"]))
     for step in project["steps"]:
@@ -245,6 +279,8 @@ def render_project(project: dict) -> str:
         for actor in step["actors"]:
             lines.append(f"      with {actor['description']}")
         lines.append(f"      -> {step['verdict']}  [{_claims(step)}]")
+        if step.get("deploy"):
+            lines.append(f"         {_deploy_line(step['deploy'])}")
         lines.append(f"         locks: {_lock_line(step['locks'])}")
     lines.append(row("after the last step", "", project["after"]))
     return "\n".join(lines)
@@ -261,14 +297,31 @@ def render_summary(report: dict) -> str:
              f"{'reads failed':>14} {'longest stall':>13} {'max':>6}  "
              f"{'writes failed':>14} {'longest stall':>13} {'max':>6}"]
     for row in rows:
-        cells = []
-        for name in MAIN_ENDPOINTS:
-            stats = row["endpoints"][name]
-            cells.append(f"{stats['failures']:>6} of {stats['requests']:<5} {stats['longest_stall_s']:>12.1f}s "
-                         f"{_latency(stats['max_s']):>6}")
+        cells = [_summary_cells(row["endpoints"][name]) for name in MAIN_ENDPOINTS]
         lines.append(f"  {row['project']:34} {row['kind']:5} {row['steps']:>5} {row['duration_s']:>7.1f}s  "
                      f"{cells[0]}  {cells[1]}")
+        if all(name in row["endpoints"] for name in REFERENCED_ENDPOINTS):  # its referenced table's, underneath
+            cells = [_summary_cells(row["endpoints"][name]) for name in REFERENCED_ENDPOINTS]
+            lines.append(f"  {'  on the referenced table':34} {'':5} {'':>5} {'':>8}  {cells[0]}  {cells[1]}")
+        previous = [f"previous_release/{name}" for name in MAIN_ENDPOINTS]
+        if all(name in row["endpoints"] for name in previous):  # the release still serving, underneath
+            cells = [_summary_cells(row["endpoints"][name]) for name in previous]
+            lines.append(f"  {'  the previous release':34} {'':5} {'':>5} {'':>8}  {cells[0]}  {cells[1]}")
     return "\n".join(lines)
+
+
+def _deploy_line(deploy: dict) -> str:
+    line = (f"deployed release {deploy['release']} {deploy['deployed_s'] - deploy['migrated_s']:.1f} s after the "
+            "migration ended")
+    if deploy["failing_from_s"] is not None:
+        line += (f"; the previous release failed from {deploy['failing_from_s']:.1f} s on, until the deploy "
+                 f"({deploy['deployed_s'] - deploy['failing_from_s']:.1f} s)")
+    return line
+
+
+def _summary_cells(stats: dict) -> str:
+    return (f"{stats['failures']:>6} of {stats['requests']:<5} {stats['longest_stall_s']:>12.1f}s "
+            f"{_latency(stats['max_s']):>6}")
 
 
 def _worst(rows: list[dict], name: str, key: str) -> float:

@@ -6,6 +6,12 @@ lab and the container; the lock sampler and the API probe; a warm-up, a baseline
 scenario.toml with `manage.py migrate demoapp STEP`, its actors started just before it. Then the report, the
 table, the chart.
 
+A project whose lesson spans releases (migrationlab/releases.py) starts serving its start release. A step's
+previous_release actor keeps the release before the step's own serving (and probed) while the step migrates;
+after the last step of a release, that release is deployed, blue-green: started beside the one in use, the probe's
+endpoints moved over to it, the old server stopped once its last requests are answered, so the deploy itself
+refuses no request. The previous_release actor stops with its step; the step's window ends after the deploy.
+
 Ctrl-C or an error at any point stops what runs (probe, sampler, actors, web servers), drops the databases the
 showdown created and, if it started the embedded PostgreSQL, stops it again; the lab is left as it was.
 """
@@ -50,6 +56,9 @@ RECOVERED_AFTER = 10
 AFTER_AT_MOST_S = 120.0
 SAMPLE_INTERVAL_S = 0.025  # the brief: at most 50 ms
 ENDPOINTS = (("list_large", "GET"), ("update_order", "POST"))
+# The same read and write on the table the large one refers to, in a project that has one (scenario.toml's
+# referenced_table).
+REFERENCED_ENDPOINTS = (("list_referenced", "GET"), ("update_referenced", "POST"))
 
 
 @dataclass(frozen=True)
@@ -138,21 +147,38 @@ def _actors_of(step, options: Options) -> tuple[Actor, ...]:
     return step.actors
 
 
-def _targets(project: Project, port: int, rows: int, prefix: str = "") -> list[Target]:
+def _targets(project: Project, port: int, rows: int, prefix: str = "", referenced_port: int | None = None
+             ) -> list[Target]:
     """The two endpoints; writes name a random row, so that a write that waits, waits in its UPDATE. Reads send
-    the project's read_query, if it has one (a lookup that an index serves)."""
+    the project's read_query, if it has one (a lookup that an index serves), writes its write_query (an insert). In a project with a referenced
+    table, its read and write as well, on `referenced_port` if given."""
     reads, writes = ENDPOINTS
-    return [Target(f"{prefix}{reads[0]}", "127.0.0.1", port, reads[1], f"/{reads[0]}/",
-                   rows if project.read_query else 0, project.read_query),
-            Target(f"{prefix}{writes[0]}", "127.0.0.1", port, writes[1], f"/{writes[0]}/", rows)]
+    targets = [Target(f"{prefix}{reads[0]}", "127.0.0.1", port, reads[1], f"/{reads[0]}/",
+                      rows if project.read_query else 0, project.read_query),
+               Target(f"{prefix}{writes[0]}", "127.0.0.1", port, writes[1], f"/{writes[0]}/", rows,
+                      project.write_query)]
+    if project.referenced_table:
+        (reads, read_method), (writes, write_method) = REFERENCED_ENDPOINTS
+        port = referenced_port or port
+        targets += [Target(f"{prefix}{reads}", "127.0.0.1", port, read_method, f"/{reads}/"),
+                    Target(f"{prefix}{writes}", "127.0.0.1", port, write_method, f"/{writes}/",
+                           project.referenced_rows)]
+    return targets
+
+
+def _tables(project: Project) -> list[str]:
+    """The tables whose locks are sampled and reported."""
+    return [project.large_table, project.small_table, *([project.referenced_table] if project.referenced_table else [])]
 
 
 def _until_recovered(probe: Probe, clock: Clock, baseline: Window, say) -> Window:
     """Probe on after the last step until the API answers normally again; the window it took."""
     start = clock.now()
     earlier = len(probe.records())
+    # The project's own endpoints (a previous release started by a step has no baseline: it is not waited for).
+    probed = {name for name, _ in ENDPOINTS} | {r.endpoint for r in probe.records() if r.sent_s in baseline}
     normal = {name: analysis.normal_latency([r for r in probe.records() if r.endpoint == name and r.sent_s in baseline])
-              for name, _ in ENDPOINTS}
+              for name in sorted(probed)}
 
     def recovered() -> bool:  # checked at every send and answer: looks at the latest answers only
         if clock.now() - start < AFTER_S:
@@ -173,6 +199,33 @@ def _until_recovered(probe: Probe, clock: Clock, baseline: Window, say) -> Windo
     return Window(start, clock.now())
 
 
+def _end_of_step(project: Project, url: str, step, serving: tuple[int, str], previous_releases: list,
+                 probe: Probe, clock: Clock, options: Options, cleanup: ExitStack, say):
+    """After a step's migration: the release it completes, if any, deployed blue-green (a gunicorn of it beside the
+    one in use; once it answers, the probe's endpoints move over to it), and at that same moment the previous
+    release's servers (the step's previous_release actors) get no more requests. Returns once the servers left
+    behind answered their last requests (a request gives up after the timeout anyway): the main server now in use
+    (port, instance), the deploy (None if none), and what stops the servers left behind (nothing is cut off)."""
+    retiring = [(actor.port, actor.stop) for actor in previous_releases]
+    release, deploy = project.deployed_after(step), None
+    if release is not None:
+        migrated_s = clock.now()
+        old_port, old_instance = serving
+        port, instance = free_port(), f"{old_instance.split('-release-')[0]}-release-{release}"
+        lab.start_web(project, url, port, instance=instance, extra_env=project.release_env(release))
+        cleanup.callback(lab.stop_web, project, instance=instance)
+        probe.redirect(old_port, port)
+        retiring.append((old_port, lambda: lab.stop_web(project, instance=old_instance)))
+        deploy = {"release": release, "migrated_s": round(migrated_s, 3), "deployed_s": round(clock.now(), 3)}
+        serving = (port, instance)
+    for actor in previous_releases:
+        probe.redirect(actor.port, None)
+    probe.wait_until(lambda: not any(probe.in_flight_to(port) for port, _ in retiring), options.timeout_s + 1)
+    if release is not None:
+        say(f"  deployed release {release}: gunicorn on 127.0.0.1:{serving[0]}; the probe moved over to it")
+    return serving, deploy, [stop for _, stop in retiring]
+
+
 def run_project(project: Project, databases: ShowdownDatabases, options: Options, out: Path, say) -> ProjectRun:
     cleanup = ExitStack()
     try:
@@ -188,16 +241,28 @@ def run_project(project: Project, databases: ShowdownDatabases, options: Options
 
         instance = database  # the web server's pid and log files in the lab home: named like the database
         port = free_port()
-        lab.start_web(project, url, port, instance=instance)
+        lab.start_web(project, url, port, instance=instance, extra_env=project.release_env(project.start_release))
         cleanup.callback(lab.stop_web, project, instance=instance)
-        say(f"  web: gunicorn on 127.0.0.1:{port} (log {lab.log_file(project, instance)})")
+        release = f", release {project.start_release}" if project.start_release else ""
+        say(f"  web: gunicorn on 127.0.0.1:{port}{release} (log {lab.log_file(project, instance)})")
+        serving = (port, instance)  # the main server in use: changes when a release is deployed
+        referenced_port = None
+        if project.referenced_table:
+            # A server of their own for the referenced table's endpoints: while orders are locked, every thread of
+            # the first server soon waits on orders, and customers' requests would queue for a thread, not for a
+            # lock. This one measures what PostgreSQL makes customers' reads and writes wait for.
+            referenced_instance, referenced_port = f"{instance}-referenced", free_port()
+            lab.start_web(project, url, referenced_port, instance=referenced_instance)
+            cleanup.callback(lab.stop_web, project, instance=referenced_instance)
+            say(f"  web for {project.referenced_table}'s endpoints: gunicorn on 127.0.0.1:{referenced_port} "
+                f"(log {lab.log_file(project, referenced_instance)})")
 
         clock = Clock()
-        sampler = LockSampler(url, [project.large_table, project.small_table], clock, options.sample_interval_s)
+        sampler = LockSampler(url, _tables(project), clock, options.sample_interval_s)
         sampler.start()
         cleanup.callback(sampler.stop)
         probe = Probe(clock, options.rate_per_s, options.timeout_s)
-        for target in _targets(project, port, options.rows):
+        for target in _targets(project, port, options.rows, referenced_port=referenced_port):
             probe.add_target(target)
         probe.start()
         cleanup.callback(probe.stop, drain=False)
@@ -217,7 +282,7 @@ def run_project(project: Project, databases: ShowdownDatabases, options: Options
 
         steps = []
         for step in project.steps:
-            started_actors = []
+            started_actors, first_actor = [], len(actors)
             for number, spec in enumerate(_actors_of(step, options), start=1):
                 actor = make_actor(spec, project, url, instance=f"{instance}-{spec.kind}-{number}")
                 actors.append(actor)  # before start(): one that fails half-way is stopped too
@@ -227,6 +292,8 @@ def run_project(project: Project, databases: ShowdownDatabases, options: Options
                         probe.add_target(target)
                 started_actors.append((spec.kind, actor.describe()))
                 say(f"  started {actor.describe()}")
+            if any(isinstance(actor, PreviousRelease) for actor in actors[first_actor:]):
+                time.sleep(options.warmup_s)  # a fresh gunicorn's first requests are not its normal (as above)
             start, first = clock.now(), len(probe.records())
             with Ticker(lambda: live_status(step.migration, start, first, clock, probe, sampler)):
                 done = lab.run_manage(project, url, ["migrate", "demoapp", step.migration], capture=True,
@@ -237,7 +304,15 @@ def run_project(project: Project, databases: ShowdownDatabases, options: Options
             if done.returncode != 0:
                 last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
                 raise LabError(f"{project.name}: migrate demoapp {step.migration} failed: {last} (output: {out / log})")
-            steps.append(StepRun(step, window, str(log), started_actors))
+            # The previous release is gone once the step (and the deploy it may bring) is over.
+            previous_releases = [actor for actor in actors[first_actor:] if isinstance(actor, PreviousRelease)]
+            serving, deploy, stops = _end_of_step(project, url, step, serving, previous_releases, probe, clock,
+                                                  options, cleanup, say)
+            if deploy or previous_releases:  # the step's window takes them in
+                window = Window(start, clock.now())
+            for stop in stops:  # nothing is sent to them any more
+                stop()
+            steps.append(StepRun(step, window, str(log), started_actors, deploy))
 
         after = _until_recovered(probe, clock, baseline, say)
         probe.stop(drain=True)

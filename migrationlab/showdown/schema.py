@@ -11,7 +11,9 @@ _seconds = {"type": "number", "minimum": 0}
 _seconds_or_null = {"type": ["number", "null"], "minimum": 0}
 _count = {"type": "integer", "minimum": 0}
 _wait_level = {"enum": ["never", "briefly", "throughout"]}
-_endpoint_name = "^(previous_release/)?(list_large|update_order)$"
+_endpoint_name = "^(previous_release/)?(list_large|update_order|list_referenced|update_referenced)$"
+# What waits: the large table's reads and writes, and those of the table it refers to (a foreign key lesson only).
+_wait_kinds = ("reads", "writes", "referenced_reads", "referenced_writes")
 
 _endpoint = {
     "type": "object",
@@ -89,12 +91,12 @@ _step = {
         "claimed": {
             "type": "object", "description": "scenario.toml's claim for the step",
             "required": ["reads", "writes"], "additionalProperties": False,
-            "properties": {"reads": _wait_level, "writes": _wait_level},
+            "properties": {kind: _wait_level for kind in _wait_kinds},
         },
         "observed": {
             "type": "object", "description": "how the web's reads and writes were seen waiting on the migration",
             "required": ["reads", "writes"], "additionalProperties": False,
-            "properties": {"reads": _wait_level, "writes": _wait_level},
+            "properties": {kind: _wait_level for kind in _wait_kinds},
         },
         "web_waits": {
             "type": "object", "description": "web sessions seen waiting on the migration, reads and writes",
@@ -102,7 +104,7 @@ _step = {
             "properties": {kind: {
                 "type": "object", "required": ["sessions", "longest_wait_s"], "additionalProperties": False,
                 "properties": {"sessions": _count, "longest_wait_s": _seconds},
-            } for kind in ("reads", "writes")},
+            } for kind in _wait_kinds},
         },
         "stall_after_locks_s": {
             "type": "object",
@@ -118,6 +120,16 @@ _step = {
         },
         "verdict": {"type": "string"},
         "log": {"type": "string", "description": "the step's manage.py output, relative to the report"},
+        "deploy": {
+            "type": "object",
+            "description": "a project with releases, after a release's last step: that release deployed blue-green "
+                           "(the probe moved over to it at deployed_s; the migration ended at migrated_s); since "
+                           "when the previous release failed, if it did (its first failed request in the step)",
+            "required": ["release", "migrated_s", "deployed_s", "failing_from_s"],
+            "additionalProperties": False,
+            "properties": {"release": {"type": "integer", "minimum": 1}, "migrated_s": _seconds,
+                           "deployed_s": _seconds, "failing_from_s": _seconds_or_null},
+        },
     },
 }
 
@@ -130,6 +142,8 @@ _project = {
         "project": {"type": "string"},
         "title": {"type": "string"},
         "variant": _count,
+        "referenced_table": {"type": "string", "description": "the table the large one refers to, probed too "
+                                                              "(list_referenced, update_referenced); if any"},
         "database": {"type": "string", "description": "the database the run created (and dropped)"},
         "seed_s": _seconds,
         "normal_latency_s": {

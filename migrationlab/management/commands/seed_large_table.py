@@ -22,7 +22,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, large_count, **options):
         project = load_project(settings.BASE_DIR)
-        self.stdout.write(f"Seeding {project.large_table} with {large_count:,} rows, {project.small_table} with 10")
+        referenced = (f"{project.referenced_table} with {project.referenced_rows:,} (first: {project.large_table} "
+                      "refers to it), " if project.referenced_table else "")
+        self.stdout.write(f"Seeding {referenced}{project.large_table} with {large_count:,} rows, "
+                          f"{project.small_table} with 10")
         connection.ensure_connection()
         try:
             result = seed(
@@ -32,6 +35,9 @@ class Command(BaseCommand):
                 columns=project.seed_columns,
                 large_rows=large_count,
                 progress=self.stdout.write,
+                referenced_table=project.referenced_table,
+                referenced_columns=project.referenced_seed_columns,
+                referenced_rows=project.referenced_rows,
             )
         except Exception as failure:  # a one-line error, not a traceback
             connection.connection.rollback()
