@@ -359,11 +359,12 @@ def _apply_step(migration: str) -> None:
 
 
 def judge_step(project: Project, step: Step, monitor, write_id: int, table_rows: int, connect,
-               referenced_write_id: int | None = None) -> Judgement:
+               referenced_write_id: int | None = None, with_report: bool = False) -> Judgement:
     """Apply one step under the gate; probe at every statement, and while it waits on a transaction we hold.
 
     `connect(application_name=...)` opens a connection of the judge's own (for the held transactions).
-    `referenced_write_id`: the row /update_referenced/ writes, in a project with a referenced table."""
+    `referenced_write_id`: the row /update_referenced/ writes, in a project with a referenced table.
+    `with_report`: hold a report open beside the step even if scenario.toml gives it no long_query actor."""
     with monitor.cursor() as cursor:
         cursor.execute("SELECT %s::regclass::oid", [project.large_table])  # regclass input takes no lock
         table_oid = cursor.fetchone()[0]
@@ -408,7 +409,7 @@ def judge_step(project: Project, step: Step, monitor, write_id: int, table_rows:
             row = cursor.fetchone()
         return row[0] if row else None
 
-    if any(actor.kind == "long_query" for actor in step.actors):
+    if with_report or any(actor.kind == "long_query" for actor in step.actors):
         held.hold("report")  # the report runs before the step starts, as in the showdown
     thread = threading.Thread(target=migrate, name=f"migrate {step.migration}", daemon=True)
     pauses: list[Pause] = []

@@ -89,3 +89,18 @@ def test_proj01_safe_validate_scans_the_table_without_blocking_anyone(seeded):
     set_not_null = judgements["0007_set_status_not_null_using_check"]
     assert set_not_null["strongest_lock"] == "AccessExclusiveLock"
     assert all(wait["rows_after"] == 0 for wait in set_not_null["waits"])
+
+
+@pytest.mark.parametrize("name", [p.name for p in all_projects() if any(s.kind == "safe" for s in p.steps)])
+def test_behind_a_long_report_no_safe_step_makes_traffic_wait_for_it(name, seeded):
+    """A report holds ACCESS SHARE on the large table beside every step. A safe step that needs a stronger lock
+    waits, and traffic queues behind it, for at most its lock_timeout: never `throughout`."""
+    judgements = json.loads(manage(name, seeded(name, ROWS), "judge_locks", "--json", "--with-report").stdout)
+    for judgement in judgements:
+        if judgement["kind"] == "safe":
+            verdicts = {key: judgement[key] for key in ("reads", "writes", "referenced_reads", "referenced_writes")
+                        if judgement.get(key)}
+            assert "throughout" not in verdicts.values(), judgement
+            for stop in judgement["stopped_while_waiting"]:  # queued behind it: only for its lock_timeout
+                if stop["waiting_for"] == "report" and (stop["read_waited"] or stop["write_waited"]):
+                    assert stop["lock_timeout"] not in (None, "0"), stop

@@ -33,6 +33,9 @@ NORMAL_LATENCY_MULTIPLE = 3.0
 NORMAL_LATENCY_FLOOR_S = 0.100
 BLOCKED_AFTER_S = 0.5  # a stall this long, with a lock wait this long behind it, reads as "blocked"
 WAITED_THROUGHOUT = 0.5  # share of the time the migration held its lock with traffic waiting: "throughout"
+# An unbroken queue behind a migration that itself waits for its lock, this long: "throughout" (no lock_timeout
+# ended it; WithLockTimeout's 500 ms attempts stay well below).
+QUEUED_THROUGHOUT_S = 1.5
 MAX_SAMPLE_WEIGHT_S = 0.25  # a gap in the samples (sampler starved of CPU) counts for no more than this
 
 # Weakest to strongest (each conflicts with at least what the previous one does).
@@ -225,17 +228,22 @@ def web_waits(samples: list[LockSample], window: Window, tables: list[str], inte
 
     level never: no web session was seen waiting on it; throughout: the migration held its lock for at least
     BLOCKED_AFTER_S and web sessions were waiting on it for at least half of that time (the migration working
-    through the table with traffic queued behind it); briefly: anything in between, including traffic queued
-    behind a migration that was itself still waiting for its lock. A read asks for ACCESS SHARE; anything else a
-    web session waits for (ROW EXCLUSIVE, a row lock) is a write.
+    through the table with traffic queued behind it), or web sessions queued behind the migration while it was
+    itself waiting for its lock (behind a report), without a break, for at least QUEUED_THROUGHOUT_S: a wait
+    that no lock_timeout cut short, as the judge calls it; briefly: anything in between, e.g. queues that a
+    500 ms lock_timeout ends. A read asks for ACCESS SHARE; anything else a web session waits for (ROW
+    EXCLUSIVE, a row lock) is a write.
     """
     kinds = ("reads", "writes", *(("referenced_reads", "referenced_writes") if referenced else ()))
     held_s = {kind: 0.0 for kind in kinds}
     waited_while_held = {kind: 0.0 for kind in kinds}
     sessions: dict[str, set] = {kind: set() for kind in kinds}
     longest = {kind: 0.0 for kind in kinds}
+    queued_now = {kind: 0.0 for kind in kinds}  # the current unbroken queue behind a migration that waits
+    queued_longest = {kind: 0.0 for kind in kinds}
     for sample, weight in _weights(samples, interval_s, window):
         _, strongest, waiters = _migration_view(sample, tables)
+        awaiting = bool(strongest) and not any(granted for _, granted in strongest.values())
         holding = {kind: any(granted for _, granted in strongest.values()) for kind in ("reads", "writes")}
         if referenced:
             on_referenced = strongest.get(referenced, (None, False))[1]
@@ -254,13 +262,16 @@ def web_waits(samples: list[LockSample], window: Window, tables: list[str], inte
             longest[kind] = max(longest[kind], waited)
         for kind in kinds_now:
             waited_while_held[kind] += weight if holding[kind] else 0.0
+        for kind in kinds:
+            queued_now[kind] = queued_now[kind] + weight if awaiting and kind in kinds_now else 0.0
+            queued_longest[kind] = max(queued_longest[kind], queued_now[kind])
 
     def level(kind: str) -> str:
         if not sessions[kind]:
             return "never"
         held = held_s[kind]
         held_long = held >= BLOCKED_AFTER_S and waited_while_held[kind] >= WAITED_THROUGHOUT * held
-        return "throughout" if held_long else "briefly"
+        return "throughout" if held_long or queued_longest[kind] >= QUEUED_THROUGHOUT_S else "briefly"
 
     return {kind: {"level": level(kind), "sessions": len(sessions[kind]), "longest_wait_s": round(longest[kind], 3)}
             for kind in sessions}

@@ -171,8 +171,10 @@ def _tables(project: Project) -> list[str]:
     return [project.large_table, project.small_table, *([project.referenced_table] if project.referenced_table else [])]
 
 
-def _until_recovered(probe: Probe, clock: Clock, baseline: Window, say) -> Window:
-    """Probe on after the last step until the API answers normally again; the window it took."""
+def _until_recovered(probe: Probe, clock: Clock, baseline: Window, say, at_least_s: float = AFTER_S,
+                     what: str = "after the last step") -> Window:
+    """Probe on until the API answers normally again (after the last step, and between steps: a backlog left by
+    one step must not be counted against the next); the window it took."""
     start = clock.now()
     earlier = len(probe.records())
     # The project's own endpoints (a previous release started by a step has no baseline: it is not waited for).
@@ -181,7 +183,7 @@ def _until_recovered(probe: Probe, clock: Clock, baseline: Window, say) -> Windo
               for name in sorted(probed)}
 
     def recovered() -> bool:  # checked at every send and answer: looks at the latest answers only
-        if clock.now() - start < AFTER_S:
+        if clock.now() - start < at_least_s:
             return False
         latest: dict[str, list] = {name: [] for name in normal}
         for request in reversed(probe.records(since=earlier)):
@@ -193,9 +195,9 @@ def _until_recovered(probe: Probe, clock: Clock, baseline: Window, say) -> Windo
         return all(len(answers) == RECOVERED_AFTER and not any(r.failed or r.latency_s > normal[name] for r in answers)
                    for name, answers in latest.items())
 
-    with Ticker(lambda: live_status("after the last step", start, earlier, clock, probe, None)):
+    with Ticker(lambda: live_status(what, start, earlier, clock, probe, None)):
         if not probe.wait_until(recovered, AFTER_AT_MOST_S):
-            say(f"  (the API had not recovered {AFTER_AT_MOST_S:.0f} s after the last step)")
+            say(f"  (the API had not recovered {AFTER_AT_MOST_S:.0f} s {what})")
     return Window(start, clock.now())
 
 
@@ -313,6 +315,8 @@ def run_project(project: Project, databases: ShowdownDatabases, options: Options
             for stop in stops:  # nothing is sent to them any more
                 stop()
             steps.append(StepRun(step, window, str(log), started_actors, deploy))
+            if step is not project.steps[-1]:  # let a backlog drain before the next step is measured
+                _until_recovered(probe, clock, baseline, say, at_least_s=0.0, what="settling before the next step")
 
         after = _until_recovered(probe, clock, baseline, say)
         probe.stop(drain=True)

@@ -32,6 +32,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print the judgements as JSON")
+        parser.add_argument("--with-report", action="store_true",
+                            help="hold a long report open beside every step (ACCESS SHARE on the large table): "
+                                 "a safe step must still make nobody wait longer than its lock_timeout")
 
     def handle(self, *args, **options):
         project = load_project(settings.BASE_DIR)
@@ -57,7 +60,8 @@ class Command(BaseCommand):
                     judgement = judge_step(
                         project, step, monitor, write_id=write_id, table_rows=table_rows,
                         connect=lambda **extra: psycopg2.connect(**{**params, **extra}),
-                        referenced_write_id=(referenced_last_id + 1) // 2 if referenced_last_id else None)
+                        referenced_write_id=(referenced_last_id + 1) // 2 if referenced_last_id else None,
+                        with_report=options["with_report"])
                     # A project with releases: what the release still serving answers now (previous_release).
                     judge_releases(project, step, judgement, write_id)
                     judgements.append(judgement)
