@@ -1,10 +1,12 @@
 """The docs are replayed, not trusted: every no-Docker command of every DEMO_COMMANDS.md and of the README runs,
 in order, in a lab of its own, at a small row count. A command that drifted from the code fails here, not on stage.
 
-What is changed before running a line: `.venv/bin/python` becomes this interpreter, row counts become ROWS, and
-`up` gets a free `--port` (the project's own port may be taken on the machine running the tests). `make install`
-is skipped (the tests run inside the installed venv). `showdown` lines are checked, not run (a showdown takes
+What is changed before running a line: `.venv/bin/python` becomes this interpreter, row counts become ROWS, `up`
+gets a free `--port` (the project's own port may be taken on the machine running the tests), and a report's
+`pg_sleep(N)` (meant for a second terminal, beside a step) sleeps 0 s. `make install` is skipped (the tests run
+inside the installed venv). The pages share one lab (one initdb); each page ends with `down PROJECT --purge`. `showdown` lines are checked, not run (a showdown takes
 minutes; tests/test_showdown_end_to_end.py runs one): their arguments must parse and name existing projects.
+`judge_locks` lines are checked the same way: tests/test_lessons.py runs that very command on every project.
 The Docker variants are checked in tests/test_docker_path.py.
 """
 
@@ -21,7 +23,7 @@ import pytest
 
 from migrationlab import REPO_ROOT
 from migrationlab.cli import build_parser
-from migrationlab.scenarios import all_projects, projects_of_scenario
+from migrationlab.scenarios import all_projects, get_project, projects_of_scenario
 from tests.conftest import free_port
 
 ROWS = 20_000
@@ -51,7 +53,19 @@ def runnable(command: str) -> list[str]:
             argv[argv.index(flag) + 1] = str(ROWS)
     if argv[3:4] == ["up"] and "--port" not in argv:
         argv += ["--port", str(free_port())]
-    return argv
+    if argv[3:4] == ["up"] and "--rows" not in argv:  # not the default 1,000,000
+        argv += ["--rows", str(ROWS)]
+    return [re.sub(r"pg_sleep\(\s*[\d.]+\s*\)", "pg_sleep(0)", arg) for arg in argv]
+
+
+@pytest.fixture(scope="module")
+def shared_lab(tmp_path_factory):
+    env = dict(os.environ, MIGRATIONLAB_HOME=str(tmp_path_factory.mktemp("docs-lab")),
+               MIGRATIONLAB_PG_PORT=str(free_port()))
+    env.pop("DATABASE_URL", None)
+    yield env
+    subprocess.run([sys.executable, "-m", "migrationlab", "down", "--purge"], cwd=REPO_ROOT, env=env,
+                   capture_output=True, stdin=subprocess.DEVNULL)
 
 
 def test_every_page_has_lab_commands():
@@ -60,9 +74,8 @@ def test_every_page_has_lab_commands():
 
 
 @pytest.mark.parametrize("page", pages(), ids=lambda page: str(page.relative_to(REPO_ROOT)))
-def test_the_pages_lab_commands_run_in_order(page, tmp_path):
-    env = dict(os.environ, MIGRATIONLAB_HOME=str(tmp_path / "lab"), MIGRATIONLAB_PG_PORT=str(free_port()))
-    env.pop("DATABASE_URL", None)
+def test_the_pages_lab_commands_run_in_order(page, shared_lab):
+    env = shared_lab
     ran = []
     try:
         for command in no_docker_lines(page.read_text()):
@@ -71,12 +84,17 @@ def test_the_pages_lab_commands_run_in_order(page, tmp_path):
                 arguments = build_parser().parse_args(argv[3:])  # exits (SystemExit) on a bad argument
                 assert projects_of_scenario(arguments.scenario), command
                 continue
+            if "judge_locks" in argv:
+                assert argv[3:5] == ["manage", argv[4]] and get_project(argv[4]), command
+                continue
             done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                                   stdin=subprocess.DEVNULL, timeout=600)
             ran.append(command)
             assert done.returncode == 0, (f"{page.relative_to(REPO_ROOT)}: `{command}` failed after {ran[:-1]}:\n"
                                           f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
     finally:
-        subprocess.run([sys.executable, "-m", "migrationlab", "down", "--purge"], cwd=REPO_ROOT, env=env,
-                       capture_output=True, stdin=subprocess.DEVNULL)
+        for project in all_projects():
+            if any(project.name in command for command in ran):
+                subprocess.run([sys.executable, "-m", "migrationlab", "down", project.name, "--purge"],
+                               cwd=REPO_ROOT, env=env, capture_output=True, stdin=subprocess.DEVNULL)
     assert ran, "nothing ran"
