@@ -315,6 +315,9 @@ def test_ctrl_c_leaves_nothing_running_and_the_database_usable(pg, lab_env, tmp_
         [sys.executable, "-m", "migrationlab", "showdown", PROJECT, "--rows", "2000", "--out", str(tmp_path)],
         env={**os.environ, **lab_env}, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # its own process group, to send it a terminal's Ctrl-C
+        # As from a terminal: a test run started in the background (`make test &`) ignores SIGINT, and Python then
+        # keeps ignoring it instead of raising KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         output = []
