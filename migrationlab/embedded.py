@@ -37,13 +37,14 @@ SUPERUSER = "postgres"
 ROOTLESS_USER = "pgserver"
 
 # Settings for a lab on a laptop, applied at start (not written into the data directory).
-# - wal_level=minimal lets the seeder's TRUNCATE + INSERT in one transaction skip WAL (pure seeding speed);
-#   it changes nothing about which locks a migration takes.
+# - wal_level=replica, what production and the postgres:16 image run (a server with a standby or point-in-time
+#   recovery needs it). Under wal_level=minimal a table rewrite (ALTER COLUMN TYPE, a volatile default) writes
+#   no WAL at all, and the risky rewrites would look cheaper against the safe batched copies than on any real
+#   server. Locks are the same either way;
 # - a large max_wal_size keeps checkpoints out of the middle of a demo.
 SERVER_SETTINGS = {
     "listen_addresses": "127.0.0.1",
-    "wal_level": "minimal",
-    "max_wal_senders": "0",
+    "wal_level": "replica",
     "max_wal_size": "8GB",
     "shared_buffers": "512MB",
     "max_connections": "200",

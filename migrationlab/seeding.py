@@ -1,7 +1,7 @@
 """Set-based seeding inside PostgreSQL: `INSERT ... SELECT ... FROM generate_series`, never Django objects.
 
-The way pg_restore loads a table: in one transaction, empty it (TRUNCATE: with wal_level=minimal the load then
-skips WAL), drop its indexes, insert in chunks (progress between chunks), rebuild the indexes, commit; then
+The way pg_restore loads a table: in one transaction, empty it (TRUNCATE; a server with wal_level=minimal then
+skips WAL for the load), drop its indexes, insert in chunks (progress between chunks), rebuild the indexes, commit; then
 VACUUM ANALYZE so the first migration neither sets hint bits on every page nor plans with empty statistics.
 Column values are SQL expressions of the row number `i`, from the project's scenario.toml ([seed]).
 A project whose large table refers to another one (a foreign key lesson) has that table seeded first, with
