@@ -57,7 +57,7 @@ def database(pg):
 # differ, and a migration takes a second or two. One seeded template per project, copied by each test.
 ROWS = 50_000
 
-_templates: dict[tuple[str, int], str] = {}
+_templates: dict[tuple, str] = {}
 
 
 def seeded_template(pg, project_name: str, rows: int) -> str:
@@ -77,9 +77,29 @@ def seeded_template(pg, project_name: str, rows: int) -> str:
     return _templates[key]
 
 
-def copy_of_seeded(pg, project_name: str, rows: int) -> tuple[str, str]:
-    """A new database copied from the seeded template: (name, URL)."""
-    template = seeded_template(pg, project_name, rows)
+def migrated_template(pg, project_name: str, rows: int, migration: str) -> str:
+    """The name of a template database: the seeded start, migrated to `migration` (one of the project's steps,
+    or its start). Made once per session, each from the template of the step before: walking a project's steps
+    costs one `migrate` per step, however many tests start from (or compare with) a step."""
+    project = get_project(project_name)
+    if migration == project.start:
+        return seeded_template(pg, project_name, rows)
+    key = (project_name, rows, migration)
+    if key not in _templates:
+        migrations = [step.migration for step in project.steps]
+        before = project.start if migrations.index(migration) == 0 else migrations[migrations.index(migration) - 1]
+        source = migrated_template(pg, project_name, rows, before)
+        name = f"template_{uuid.uuid4().hex[:12]}"
+        lab.create_database(pg.dsn(), name, template=source)
+        manage(project_name, pg.dsn(name), "migrate", "demoapp", migration)
+        _templates[key] = name
+    return _templates[key]
+
+
+def copy_of_seeded(pg, project_name: str, rows: int, migration: str | None = None) -> tuple[str, str]:
+    """A new database copied from the seeded template (migrated to `migration`, if given): (name, URL)."""
+    template = (seeded_template(pg, project_name, rows) if migration is None
+                else migrated_template(pg, project_name, rows, migration))
     name = f"test_{uuid.uuid4().hex[:12]}"
     lab.create_database(pg.dsn(), name, template=template)
     return name, pg.dsn(name)
@@ -97,11 +117,12 @@ def seeded_database(pg, project_name: str, rows: int):
 
 @pytest.fixture
 def seeded(pg):
-    """seeded(project_name, rows) -> URL of a fresh copy of the seeded start; every copy dropped afterwards."""
+    """seeded(project_name, rows[, migration]) -> URL of a fresh copy of the seeded start (migrated to `migration`);
+    every copy dropped afterwards."""
     made = []
 
-    def make(project_name: str, rows: int) -> str:
-        name, url = copy_of_seeded(pg, project_name, rows)
+    def make(project_name: str, rows: int, migration: str | None = None) -> str:
+        name, url = copy_of_seeded(pg, project_name, rows, migration)
         made.append(name)
         return url
 

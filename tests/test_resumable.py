@@ -19,10 +19,9 @@ import time
 import psycopg2
 import pytest
 
-from migrationlab import lab
 from migrationlab.scenarios import all_projects, get_project
 from migrationlab.serving import project_environment
-from tests.conftest import ROWS, copy_of_seeded, manage, query
+from tests.conftest import ROWS, manage, query
 FAILSAFE_S = 120  # only if the migration never waits where we expect it; a passing run never gets near
 MIGRATOR = "migration-under-test"
 
@@ -95,18 +94,11 @@ def test_killed_half_way_it_runs_again_to_completion(name, before, migration, pg
     project = get_project(name)
     tables = (project.large_table, project.small_table)
 
-    # What an uninterrupted run leaves: the reference.
-    reference_name, reference_url = copy_of_seeded(pg, name, ROWS)
-    try:
-        manage(name, reference_url, "migrate", "demoapp", before)
-        untouched = state_of(reference_url, tables)
-        manage(name, reference_url, "migrate", "demoapp", migration)
-        expected = state_of(reference_url, tables)
-    finally:
-        lab.drop_database(pg.dsn(), reference_name)
+    # What an uninterrupted run leaves (the reference), and the state before it: copies of the session's templates.
+    untouched = state_of(seeded(name, ROWS, before), tables)
+    expected = state_of(seeded(name, ROWS, migration), tables)
 
-    database = seeded(name, ROWS)
-    manage(name, database, "migrate", "demoapp", before)
+    database = seeded(name, ROWS, before)
     holder = psycopg2.connect(database, application_name="holder")
     monitor = psycopg2.connect(database)
     monitor.autocommit = True
