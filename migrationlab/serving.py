@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import sys
 
@@ -26,11 +27,17 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+# Below Linux's ephemeral range (32768-60999), from which every outgoing connection takes its local port: a port
+# picked there (what bind(0) returns) can be taken by a database connection before the server gets to bind it.
+FREE_PORTS = range(20_000, 32_768)
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 nobody listens on right now (not a project's own port, which `up` may hold)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    for port in random.sample(FREE_PORTS, 200):
+        if port_is_free(port):
+            return port
+    raise OSError(f"no free port on 127.0.0.1 between {FREE_PORTS.start} and {FREE_PORTS.stop - 1}")
 
 
 def project_environment(project: Project, database_url: str | None = None, base=None,
