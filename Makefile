@@ -19,8 +19,10 @@ $(STAMP): requirements/runtime.txt requirements/lab.txt requirements/dev.txt pyp
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# Two workers (pytest-xdist): most of the suite waits on manage.py, gunicorn and PostgreSQL rather than on a core.
+# loadgroup keeps the tests that share one judgement (tests/test_lessons.py) on one worker.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 demo: install
 	$(BIN)/python -m migrationlab showdown 1 --rows $(DEMO_ROWS) --out showdown-demo

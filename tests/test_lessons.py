@@ -8,15 +8,22 @@ import json
 
 import pytest
 
+from migrationlab import lab
 from migrationlab.scenarios import all_projects
-from tests.conftest import ROWS, manage
+from tests.conftest import ROWS, copy_of_seeded, manage
 
 
-@pytest.fixture(params=[p.name for p in all_projects()])
-def judged(request, seeded):
+# One judgement per project, shared by the three tests below, which run on the same test worker (xdist_group).
+@pytest.fixture(scope="module", params=[pytest.param(p.name, marks=pytest.mark.xdist_group(f"judge-{p.name}"))
+                                        for p in all_projects()])
+def judged(request, pg):
     name = request.param
     project = next(p for p in all_projects() if p.name == name)
-    done = manage(name, seeded(name, ROWS), "judge_locks", "--json")
+    database, url = copy_of_seeded(pg, name, ROWS)
+    try:
+        done = manage(name, url, "judge_locks", "--json")
+    finally:
+        lab.drop_database(pg.dsn(), database)
     return project, json.loads(done.stdout)
 
 
