@@ -10,6 +10,9 @@
     serve PROJECT [--bind ADDR]   migrate to the start migration, then exec gunicorn (the container's command)
     showdown SCENARIO [--rows N] [--long-query S]
                                   measure each step's downtime: API probe, lock timeline, report, chart
+    catalog [--rows N] [--json] [--database-url URL] [--out FILE]
+                                  every dangerous operation judged by PostgreSQL: locks, reads/writes waiting,
+                                  rewrite, scan, seconds (writes docs/catalog.md)
 
 Environment:
     MIGRATIONLAB_HOME      where the lab keeps its state: PostgreSQL's data and password, pid files, logs
@@ -242,6 +245,16 @@ def cmd_showdown(args) -> int:
     return 0
 
 
+def cmd_catalog(args) -> int:
+    from pathlib import Path
+
+    from migrationlab import catalog
+
+    say = (lambda text: print(text, file=sys.stderr)) if args.json else print  # stdout: the JSON alone
+    out = Path(args.out) if args.out else catalog.DEFAULT_OUT
+    return catalog.main(args.rows or catalog.DEFAULT_ROWS, args.database_url, args.json, out, say=say)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m migrationlab", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__[__doc__.index("Environment:"):],
@@ -301,6 +314,17 @@ def build_parser() -> argparse.ArgumentParser:
                           help="run on this PostgreSQL >= 14 instead of the embedded one; the showdown creates and "
                                "drops databases of its own there (needs CREATEDB) and touches no other")
     showdown.set_defaults(run=cmd_showdown)
+
+    catalog = commands.add_parser("catalog", help="judge every dangerous operation on a seeded table; write "
+                                                  "docs/catalog.md")
+    catalog.add_argument("--rows", type=row_count, default=None, metavar="N",
+                         help="rows in the seeded table (default 100,000)")
+    catalog.add_argument("--database-url", metavar="URL",
+                         help="run on this PostgreSQL >= 14 instead of the embedded one; the catalog creates and "
+                              "drops databases of its own there (needs CREATEDB) and touches no other")
+    catalog.add_argument("--json", action="store_true", help="print the measurements as JSON (progress: stderr)")
+    catalog.add_argument("--out", metavar="FILE", help="where the Markdown goes (default docs/catalog.md)")
+    catalog.set_defaults(run=cmd_catalog)
     return parser
 
 

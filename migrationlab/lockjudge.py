@@ -124,15 +124,21 @@ class Judgement:
         return data
 
 
-def rows_touched(cursor, table_oid: int) -> int:
-    """Rows of the table this transaction has read or written so far (the larger of the two)."""
+def rows_read_and_written(cursor, table_oid: int, view: str = "pg_stat_xact_user_tables") -> tuple[int, int]:
+    """Rows of the table read and written: by this transaction so far (pg_stat_xact_user_tables), or by everyone
+    as far as the statistics were flushed (pg_stat_user_tables)."""
     cursor.execute(
         "SELECT COALESCE(seq_tup_read, 0) + COALESCE(idx_tup_fetch, 0), n_tup_ins + n_tup_upd + n_tup_del "
-        "FROM pg_stat_xact_user_tables WHERE relid = %s",
+        f"FROM {view} WHERE relid = %s",
         [table_oid],
     )
     row = cursor.fetchone()
-    return max(row) if row else 0
+    return (row[0], row[1]) if row else (0, 0)
+
+
+def rows_touched(cursor, table_oid: int) -> int:
+    """Rows of the table this transaction has read or written so far (the larger of the two)."""
+    return max(rows_read_and_written(cursor, table_oid))
 
 
 class Gate:
@@ -255,6 +261,46 @@ class HeldTransactions:
         return None
 
 
+def waits_on(monitor, migrator_pid: int, send) -> bool:
+    """Run a probe in a thread of its own and tell whether it waited on `migrator_pid` (cancelling it if it waits).
+
+    `send(connected)` opens a connection of its own, calls connected(its backend pid), sends its query, ends
+    quietly if the query is cancelled, and closes its connection."""
+    backend_pid: list[int] = []
+    started, done = threading.Event(), threading.Event()
+
+    def connected(pid: int) -> None:
+        backend_pid.append(pid)
+        started.set()
+
+    def run() -> None:
+        try:
+            send(connected)
+        finally:
+            started.set()
+            done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    if not started.wait(FAILSAFE_SECONDS) or not backend_pid:
+        raise RuntimeError("the probe could not connect")
+    deadline = time.monotonic() + FAILSAFE_SECONDS
+    waited = False
+    with monitor.cursor() as cursor:
+        while not done.is_set():
+            cursor.execute("SELECT pg_blocking_pids(%s)", [backend_pid[0]])
+            blockers = cursor.fetchone()[0]
+            if blockers:
+                waited = migrator_pid in blockers
+                cursor.execute("SELECT pg_cancel_backend(%s)", [backend_pid[0]])
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("a probe neither finished nor waited")
+            done.wait(0.002)  # poll pg_locks; the outcome (done or waiting) does not depend on timing
+    thread.join(FAILSAFE_SECONDS)
+    return waited
+
+
 class Prober:
     """Sends the API's read and write from their own connections and tells whether they waited on `pid`; with a
     `referenced_write_id`, the read and write of the referenced table too."""
@@ -269,42 +315,19 @@ class Prober:
         self.referenced_write_id = referenced_write_id
         self.factory = RequestFactory()
 
-    def _call(self, view, request, backend_pid: list, started: threading.Event, done: threading.Event):
+    def _send(self, view, request, connected) -> None:
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_backend_pid()")
-                backend_pid.append(cursor.fetchone()[0])
-            started.set()
+                connected(cursor.fetchone()[0])
             view(request)  # a cancelled query comes back as a 503 answer, not an exception
         except DatabaseError:
             pass
         finally:
-            started.set()
-            done.set()
             connection.close()
 
     def waits_on(self, migrator_pid: int, view, request) -> bool:
-        backend_pid: list[int] = []
-        started, done = threading.Event(), threading.Event()
-        thread = threading.Thread(target=self._call, args=(view, request, backend_pid, started, done), daemon=True)
-        thread.start()
-        if not started.wait(FAILSAFE_SECONDS) or not backend_pid:
-            raise RuntimeError("the probe could not connect")
-        deadline = time.monotonic() + FAILSAFE_SECONDS
-        waited = False
-        with self.monitor.cursor() as cursor:
-            while not done.is_set():
-                cursor.execute("SELECT pg_blocking_pids(%s)", [backend_pid[0]])
-                blockers = cursor.fetchone()[0]
-                if blockers:
-                    waited = migrator_pid in blockers
-                    cursor.execute("SELECT pg_cancel_backend(%s)", [backend_pid[0]])
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("a probe neither finished nor waited")
-                done.wait(0.002)  # poll pg_locks; the outcome (done or waiting) does not depend on timing
-        thread.join(FAILSAFE_SECONDS)
-        return waited
+        return waits_on(self.monitor, migrator_pid, lambda connected: self._send(view, request, connected))
 
     def read(self, migrator_pid: int) -> bool:
         return self.waits_on(migrator_pid, web.list_large, self.factory.get(self.read_path))
