@@ -17,6 +17,9 @@ from migrationlab.scenarios import get_project
 from tests.conftest import free_port, manage, query
 from tests.conftest import seeded_database as seeded_database_of
 
+# one server (the module's `server`) serves every test: keep them on one xdist worker.
+pytestmark = pytest.mark.xdist_group("endpoints")
+
 PROJECT = "proj01_add_not_null_constraint"
 ROWS = 1000
 
@@ -271,6 +274,7 @@ from django.core.exceptions import PermissionDenied
 from django.test import Client
 from django.urls import path
 from migrationlab import web
+
 
 def forbidden(request):
     raise PermissionDenied("not for you")
