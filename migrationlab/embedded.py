@@ -17,6 +17,7 @@ import pwd
 import secrets
 import shutil
 import subprocess
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,10 +154,31 @@ class EmbeddedPostgres:
     def is_initialised(self) -> bool:
         return (self.pgdata / "PG_VERSION").exists()
 
+    def _recorded_pid(self) -> int | None:
+        """The server's pid as postmaster.pid records it (None: no such file)."""
+        try:
+            first = (self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0].strip()
+        except FileNotFoundError:
+            return None
+        return int(first) if first.isdigit() else None
+
     def is_running(self) -> bool:
-        if not (self.pgdata / "postmaster.pid").exists():
+        pid = self._recorded_pid()
+        if pid is None or _has_exited(pid):  # killed, not yet reaped: pg_ctl would call it running
             return False
         return self._run("pg_ctl", "status", "-D", str(self.pgdata)).returncode == 0
+
+    def _wait_until_reaped(self, seconds: float = 30.0) -> None:
+        """A server that was killed (SIGKILL, the OOM killer) stays in the process table until its parent reaps it,
+        and PostgreSQL will not start while the pid in postmaster.pid exists at all. Its parent is pid 1, which
+        reaps on its own schedule (not at once in every container or VM): wait for it."""
+        pid = self._recorded_pid()
+        deadline = time.monotonic() + seconds
+        while pid is not None and _has_exited(pid):
+            if time.monotonic() > deadline:
+                raise EmbeddedError(f"the lab's PostgreSQL was killed and its process {pid} has not been reaped in "
+                                    f"{seconds:.0f} s: PostgreSQL cannot start again until it is")
+            time.sleep(0.1)  # polling the process table: another process's child gives us nothing to wait on
 
     def running_port(self) -> int | None:
         """The port the running server listens on (from postmaster.pid), or None."""
@@ -180,6 +202,7 @@ class EmbeddedPostgres:
             return False
         if not self.is_initialised():
             self._initdb()
+        self._wait_until_reaped()
         self._launch()
         if self._trusts_everyone():
             try:
@@ -261,6 +284,15 @@ class EmbeddedPostgres:
 
 def _as_root() -> bool:
     return os.geteuid() == 0
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether the process has exited and waits to be reaped by its parent (a zombie): no signal reaches it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):  # gone, or no /proc (macOS): pg_ctl and PostgreSQL's own checks decide
+        return False
+    return state in ("Z", "X")
 
 
 def _write_secret(path: Path, text: str, owner: pwd.struct_passwd | None = None) -> None:

@@ -125,7 +125,19 @@ def applied_migrations(database_url: str) -> set[str]:
 
 
 def table_is_empty(database_url: str, table: str) -> bool:
-    return _scalar(database_url, sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table)))
+    """Whether the table is empty and never held a row: what `up` seeds. One that a lesson step emptied (proj10
+    drops the partition holding every row) has handed out ids, its id sequence has moved on: seeding it again
+    would undo the lesson, and fail (no partition takes the old rows any more)."""
+    with _cursor(database_url) as cursor:
+        cursor.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table)))
+        if cursor.fetchone()[0]:
+            return False
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+        (sequence,) = cursor.fetchone()
+        if sequence is None:
+            return True
+        cursor.execute(sql.SQL("SELECT last_value = 1 AND NOT is_called FROM {}").format(sql.SQL(sequence)))
+        return cursor.fetchone()[0]
 
 
 def run_manage(project: Project, database_url: str, args: list[str], capture: bool = False,
