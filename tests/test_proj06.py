@@ -11,11 +11,8 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import subprocess
-import sys
 import time
 
 import psycopg2
@@ -23,12 +20,11 @@ import pytest
 
 from migrationlab.operations import BatchSizer
 from migrationlab.scenarios import get_project
-from migrationlab.serving import project_environment
 from tests.conftest import ROWS, manage, query
+from tests.test_resumable import MIGRATOR, kill_migration, start_migration
 
 NAME = "proj06_large_backfills"
 BACKFILL = "0004_fill_email_local_part_in_batches"
-MIGRATOR = "migration-under-test"
 FAILSAFE_S = 120  # only if the migration never waits where we expect it; a passing run never gets near
 
 COUNT_UPDATES = """
@@ -42,15 +38,6 @@ END $$;
 CREATE TRIGGER count_updates AFTER UPDATE ON large_user REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION count_updates();
 """
-
-
-def start_migration(name: str, database: str, migration: str) -> subprocess.Popen:
-    project = get_project(name)
-    return subprocess.Popen(
-        [sys.executable, str(project.folder / "manage.py"), "migrate", "demoapp", migration],
-        cwd=project.folder, env=project_environment(project, database, extra={"MIGRATIONLAB_APPLICATION_NAME": MIGRATOR}),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
 
 
 def wait_until_blocked_by(monitor, blocker_pid: int, migrate: subprocess.Popen, also: str = "true") -> None:
@@ -78,16 +65,11 @@ def killed_while_waiting_for(name: str, database: str, migration: str, hold_sql:
             cursor.execute(hold_sql, params)
             cursor.execute("SELECT pg_backend_pid()")
             holder_pid = cursor.fetchone()[0]
-        migrate = start_migration(name, database, migration)
+        migrate = start_migration(get_project(name), database, migration)
         try:
             wait_until_blocked_by(monitor, holder_pid, migrate, also)
         finally:
-            os.killpg(migrate.pid, signal.SIGKILL)
-            migrate.wait()
-            migrate.stdout.close()
-        with monitor.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(pid, 60000) FROM pg_stat_activity WHERE application_name = %s",
-                           [MIGRATOR])
+            kill_migration(migrate, monitor)
         holder.rollback()
     finally:
         holder.close()

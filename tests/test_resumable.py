@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import psycopg2
 import pytest
@@ -71,22 +72,73 @@ def state_of(database_url: str, tables: tuple[str, ...]) -> list[tuple]:
         ORDER BY 1, 2, 3""", {"tables": list(tables)})
 
 
-def wait_until_waiting_on(monitor, table: str, migrate: subprocess.Popen) -> None:
-    """Poll pg_locks until the migration's backend waits for a lock on `table` (it has then done everything
-    before that point, committed)."""
+def wait_until_waiting(monitor, migrate: subprocess.Popen, lock: str, params: list, what: str) -> None:
+    """Poll pg_locks until the migration's backend waits for a lock that `lock` (a condition on pg_locks l) picks:
+    it has then done everything before that point, committed."""
     deadline = time.monotonic() + FAILSAFE_S
     with monitor.cursor() as cursor:
         while True:
             cursor.execute(
                 "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE a.application_name = %s AND NOT l.granted AND l.relation = to_regclass(%s))",
-                [MIGRATOR, table],
+                f"WHERE a.application_name = %s AND NOT l.granted AND {lock})", [MIGRATOR, *params],
             )
             if cursor.fetchone()[0]:
                 return
-            assert migrate.poll() is None, f"the migration ended before waiting on {table}: {migrate.stdout.read()}"
-            assert time.monotonic() < deadline, f"the migration never waited for a lock on {table}"
+            assert migrate.poll() is None, f"the migration ended before waiting for {what}: {migrate.stdout.read()}"
+            assert time.monotonic() < deadline, f"the migration never waited for {what}"
             time.sleep(0.01)  # polling the catalog for a state, not waiting for time to pass
+
+
+def wait_until_waiting_on(monitor, table: str, migrate: subprocess.Popen) -> None:
+    """Poll pg_locks until the migration's backend waits for a lock on `table`."""
+    wait_until_waiting(monitor, migrate, "l.relation = to_regclass(%s)", [table], f"a lock on {table}")
+
+
+def start_migration(project, database: str, migration: str) -> subprocess.Popen:
+    """`manage.py migrate demoapp MIGRATION` in a process group of its own, its session named MIGRATOR."""
+    return subprocess.Popen(
+        [sys.executable, str(project.folder / "manage.py"), "migrate", "demoapp", migration],
+        cwd=project.folder, env=project_environment(project, database, extra={
+            "MIGRATIONLAB_APPLICATION_NAME": MIGRATOR}),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+
+
+def kill_migration(migrate: subprocess.Popen, monitor) -> None:
+    """SIGKILL the migration's process group, then end its session (else a waiting statement would run on): no
+    cleanup of any kind."""
+    os.killpg(migrate.pid, signal.SIGKILL)
+    migrate.wait()
+    migrate.stdout.close()
+    with monitor.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid, 60000) FROM pg_stat_activity WHERE application_name = %s",
+                       [MIGRATOR])
+
+
+@contextmanager
+def holder_and_monitor(database: str, isolation_level: str | None = None):
+    """Two sessions: `holder`, whose transaction holds what the test makes it take until the end of the block (its
+    close rolls it back), and `monitor`, autocommit, that watches pg_locks."""
+    holder = psycopg2.connect(database, application_name="holder")
+    if isolation_level:
+        holder.set_session(isolation_level=isolation_level)
+    monitor = psycopg2.connect(database)
+    monitor.autocommit = True
+    try:
+        yield holder, monitor
+    finally:
+        holder.close()
+        monitor.close()
+
+
+@contextmanager
+def migration_killed_at_exit(project, database: str, migration: str, monitor):
+    """The migration, started (start_migration) for the block to wait on, and killed (kill_migration) when it ends."""
+    migrate = start_migration(project, database, migration)
+    try:
+        yield migrate
+    finally:
+        kill_migration(migrate, monitor)
 
 
 @pytest.mark.parametrize("name, before, migration", list(non_atomic_steps()))
@@ -99,31 +151,11 @@ def test_killed_half_way_it_runs_again_to_completion(name, before, migration, pg
     expected = state_of(seeded(name, ROWS, migration), tables)
 
     database = seeded(name, ROWS, before)
-    holder = psycopg2.connect(database, application_name="holder")
-    monitor = psycopg2.connect(database)
-    monitor.autocommit = True
-    try:
+    with holder_and_monitor(database) as (holder, monitor):
         with holder.cursor() as cursor:
             cursor.execute(f'LOCK TABLE "{project.small_table}" IN ACCESS EXCLUSIVE MODE')
-        migrate = subprocess.Popen(
-            [sys.executable, str(project.folder / "manage.py"), "migrate", "demoapp", migration],
-            cwd=project.folder, env=project_environment(project, database, extra={
-                "MIGRATIONLAB_APPLICATION_NAME": MIGRATOR}),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-        try:
+        with migration_killed_at_exit(project, database, migration, monitor) as migrate:
             wait_until_waiting_on(monitor, project.small_table, migrate)
-        finally:
-            os.killpg(migrate.pid, signal.SIGKILL)
-            migrate.wait()
-            migrate.stdout.close()
-        with monitor.cursor() as cursor:  # its session dies with it (else a waiting statement would run on)
-            cursor.execute("SELECT pg_terminate_backend(pid, 60000) FROM pg_stat_activity WHERE application_name = %s",
-                           [MIGRATOR])
-        holder.rollback()
-    finally:
-        holder.close()
-        monitor.close()
 
     applied = query(database, "SELECT name FROM django_migrations WHERE app = 'demoapp' AND name = %s", [migration])
     assert applied == [], "the killed migration must not be recorded as applied"
