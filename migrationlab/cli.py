@@ -13,6 +13,8 @@
     catalog [--rows N] [--json] [--database-url URL] [--out FILE]
                                   every dangerous operation judged by PostgreSQL: locks, reads/writes waiting,
                                   rewrite, scan, seconds (writes docs/catalog.md)
+    showdown all [--rows N] [--only 1,9]
+                                  every scenario in turn: one summary (summary.md, summary.json)
 
 Environment:
     MIGRATIONLAB_HOME      where the lab keeps its state: PostgreSQL's data and password, pid files, logs
@@ -232,6 +234,7 @@ def cmd_showdown(args) -> int:
 
     from migrationlab.errors import LabError
     from migrationlab.showdown.runner import Options, run
+    from migrationlab.showdown.suite import plan, run_all
 
     if not 0 < args.rate <= 500:
         raise LabError(f"--rate must be more than 0 and at most 500 requests per second, got {args.rate:g}")
@@ -239,9 +242,16 @@ def cmd_showdown(args) -> int:
         raise LabError(f"--long-query must be more than 0 and at most 3600 seconds, got {args.long_query:g}")
     if not 0 < args.timeout <= 600:
         raise LabError(f"--timeout must be more than 0 and at most 600 seconds, got {args.timeout:g}")
-    run(Options(selector=args.scenario, rows=args.rows or DEFAULT_ROWS, rate_per_s=args.rate, timeout_s=args.timeout,
-                out_dir=Path(args.out) if args.out else None, database_url=args.database_url,
-                long_query_s=args.long_query))
+    every = args.scenario.lower() == "all"
+    if args.only is not None and not every:
+        raise LabError("--only is for `showdown all` (e.g. showdown all --only 1,9)")
+    options = Options(selector=args.scenario, rows=args.rows or DEFAULT_ROWS, rate_per_s=args.rate,
+                      timeout_s=args.timeout, out_dir=Path(args.out) if args.out else None,
+                      database_url=args.database_url, long_query_s=args.long_query)
+    if every:
+        run_all(options, scenarios=plan(args.only))
+    else:
+        run(options)
     return 0
 
 
@@ -298,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
 
     showdown = commands.add_parser("showdown", help="measure how long each step of a scenario stalls the API, and why")
-    showdown.add_argument("scenario", help="a scenario number (1 runs both proj01 projects) or a project name")
+    showdown.add_argument("scenario", help="a scenario number (1 runs both proj01 projects), a project name, or all "
+                                           "(every scenario in turn, and one summary)")
     showdown.add_argument("--rows", type=row_count, default=None, metavar="N",
                           help=f"rows in the large table (default {DEFAULT_ROWS:,})")
     showdown.add_argument("--rate", type=float, default=20.0, metavar="R",
@@ -309,7 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="beside every step, a report query that holds the large table for S seconds (how a "
                                "safe step behaves behind a long report: it must give way, not queue traffic)")
     showdown.add_argument("--out", metavar="DIR",
-                          help="where report.json and chart.png go (default ./showdown-NN-TIME)")
+                          help="where report.json and chart.png go (default ./showdown-NN-TIME); with all: "
+                               "summary.md, summary.json and a folder per scenario (default ./showdown-all-TIME)")
+    showdown.add_argument("--only", metavar="LIST", default=None,
+                          help="with all: only these scenarios, e.g. 1,9")
     showdown.add_argument("--database-url", metavar="URL",
                           help="run on this PostgreSQL >= 14 instead of the embedded one; the showdown creates and "
                                "drops databases of its own there (needs CREATEDB) and touches no other")

@@ -28,9 +28,10 @@ from migrationlab.showdown.analysis import Window
 from migrationlab.showdown.clock import Clock
 from migrationlab.showdown.databases import ShowdownDatabases
 from migrationlab.showdown.probe import Probe, Request, Target
-from migrationlab.showdown.report import Settings, build_report
+from migrationlab.showdown import suite
+from migrationlab.showdown.report import Settings, build_report, render_project, render_summary
 from migrationlab.showdown.sampler import LockRow, LockSample, LockSampler, SessionWait
-from migrationlab.showdown.schema import REPORT_SCHEMA
+from migrationlab.showdown.schema import REPORT_SCHEMA, SUMMARY_SCHEMA
 from tests.conftest import free_port, query, seeded_database
 
 PROJECT = "proj01_add_not_null_constraint"
@@ -60,14 +61,17 @@ def test_normal_latency_is_three_baseline_p90s_with_a_floor():
     assert analysis.normal_latency([request(0, 0.050)] * 50 + [request(0, 3.0, None, "timeout")]) == pytest.approx(0.150)
 
 
-def test_overlapping_hung_requests_make_one_stall_counted_where_it_starts():
+def test_overlapping_hung_requests_make_one_stall_charged_to_each_window_for_its_part():
     normal = 0.1
     requests = [request(0.0, 0.02)] + [request(1.0 + 0.05 * n, 3.0, None, "timeout") for n in range(40)] + [
         request(3.0, 1.1), request(10.0, 0.02)]
     stalls = analysis.stall_intervals(requests, normal)
     assert stalls == [(pytest.approx(1.1), pytest.approx(1.0 + 0.05 * 39 + 3.0))]
-    assert analysis.longest_stall(stalls, Window(0.5, 2.0)) == pytest.approx(0.05 * 39 + 2.9)
-    assert analysis.longest_stall(stalls, Window(2.0, 9.0)) == 0.0  # it started in the window before
+    # Each window is charged the part of the stall inside it: never more than the window.
+    assert analysis.longest_stall(stalls, Window(0.5, 2.0)) == pytest.approx(0.9)
+    assert analysis.longest_stall(stalls, Window(2.0, 9.0)) == pytest.approx(1.0 + 0.05 * 39 + 3.0 - 2.0)
+    assert analysis.backlog_after(stalls, Window(0.5, 2.0)) == pytest.approx(1.0 + 0.05 * 39 + 3.0 - 2.0)
+    assert analysis.backlog_after(stalls, Window(2.0, 9.0)) == 0.0  # it ended inside
     stats = analysis.endpoint_stats(requests, Window(0.5, 2.0), stalls)
     assert (stats["requests"], stats["failures"], stats["timeouts"], stats["max_s"]) == (20, 20, 20, 3.0)
 
@@ -167,6 +171,186 @@ def test_the_docs_show_the_schema_the_code_uses():
     docs = (REPO_ROOT / "docs" / "showdown.md").read_text()
     block = docs.split("<!-- schema: generated from migrationlab/showdown/schema.py -->\n```json\n", 1)[1]
     assert json.loads(block.split("\n```", 1)[0]) == REPORT_SCHEMA
+
+
+# -- honest under load: saturation, and stalls charged to the windows they fall in ------------------------------
+
+RATE = 20  # requests/s per endpoint in the constructed runs below
+
+
+def constructed_run(project_name=PROJECT, baseline_latency=lambda n: 0.01, baseline_status=lambda n: 200,
+                    step=(5.0, 13.3), hung=(), after_end=30.0, not_recovered=()):
+    """A ProjectRun from hand-made requests: a 3 s baseline, one step, the time after it. `hung`: (from, to,
+    latency) requests sent every 1/RATE s in [from, to) that took `latency`; every other request took 10 ms."""
+    from migrationlab.showdown.report import ProjectRun, StepRun
+
+    project = get_project(project_name)
+    baseline = Window(1.0, 4.0)
+    requests = []
+    for name in ("list_large", "update_order"):
+        for n in range(int(after_end * RATE)):
+            sent = n / RATE
+            if sent in baseline:
+                status = baseline_status(n)
+                latency = 3.0 if status is None else baseline_latency(n)
+                requests.append(request(sent, latency, status, "timeout" if status is None else None, name))
+                continue
+            latency = next((latency for start, end, latency in hung if start <= sent < end), 0.01)
+            requests.append(request(sent, latency, endpoint=name))
+    steps = [StepRun(project.steps[0], Window(*step), "logs/step.txt")]
+    return ProjectRun(project=project, database="showdown_test", seed_s=1.0, baseline=baseline, steps=steps,
+                      after=Window(step[1], after_end), requests=requests, samples=[], interval_s=0.025,
+                      probe={"sent": len(requests), "answered": len(requests), "max_send_lag_s": 0.0, "cpu_s": 0.1,
+                             "cpu_share": 0.01},
+                      sampler={"samples": 0, "interval_s": 0.025, "max_gap_s": 0.0, "errors": 0, "cpu_s": 0.0},
+                      not_recovered=list(not_recovered))
+
+
+def constructed_report(*runs):
+    settings = Settings(1_000_000, RATE, 3.0, 0.025, 3.0)
+    document = build_report(1, settings, list(runs), "16", True, datetime.now(timezone.utc))
+    jsonschema.Draft202012Validator(REPORT_SCHEMA).validate(document)
+    return document
+
+
+def test_a_normal_run_is_not_flagged():
+    # Two answers of 300 ms among 10 ms ones (a neighbour's burst of CPU): 30 times the median, and no overload.
+    document = constructed_report(constructed_run(baseline_latency=lambda n: 0.3 if n % 30 == 0 else 0.01))
+    project = document["projects"][0]
+    assert document["saturated"] is False
+    assert project["saturation"] == {"baseline": False, "after": False, "reasons": []}
+    assert "OVERLOADED" not in project["steps"][0]["verdict"]
+    assert not render_summary(document).startswith("OVERLOADED")
+
+
+@pytest.mark.parametrize("latency, status, reason", [
+    (lambda n: 1.9 if n % 10 == 0 else 0.4, lambda n: 200, "baseline reads p99 1.9 s"),  # the issue's 400 req/s
+    (lambda n: 0.01, lambda n: None if n % 30 == 0 else 200, "2 of 60 baseline reads failed"),
+])
+def test_a_saturated_baseline_is_flagged_first_and_on_every_verdict(latency, status, reason):
+    document = constructed_report(constructed_run(baseline_latency=latency, baseline_status=status))
+    project = document["projects"][0]
+    assert document["saturated"] is True
+    assert project["saturation"]["baseline"] is True and reason in project["saturation"]["reasons"]
+    assert all(step["verdict"].startswith("OVERLOADED (numbers measure the overload of this machine, not locks)")
+               for step in project["steps"])
+    first = render_summary(document).splitlines()[0]
+    assert first.startswith(f"OVERLOADED {PROJECT}: {reason}") and "--rate 10" in first
+    assert render_project(project, RATE).startswith("OVERLOADED")
+
+
+def test_a_baseline_seen_saturated_while_its_requests_still_hung_stays_flagged():
+    """On an overloaded server most baseline requests are still hanging when the baseline ends, and may never be
+    answered before the probe stops: the runner's reasons, seen then, carry into the report."""
+    run = constructed_run()
+    run.baseline_overload = ["baseline reads p99 3.4 s"]
+    document = constructed_report(run)
+    assert document["saturated"] and document["projects"][0]["saturation"] == {
+        "baseline": True, "after": False, "reasons": ["baseline reads p99 3.4 s"]}
+
+
+def test_an_api_that_never_came_back_after_the_steps_is_flagged_as_not_recovered_not_as_overload():
+    """Overload, or a step's doing (proj08 at 1M rows: the lookup lost its index, and every request after the step
+    timed out): said first, but no verdict is called overload."""
+    document = constructed_report(constructed_run(not_recovered=["within 120 s after the last step"]))
+    project = document["projects"][0]
+    saturation = project["saturation"]
+    assert (saturation["baseline"], saturation["after"]) == (False, True)
+    assert saturation["reasons"] == ["the API did not come back to its baseline latency within 120 s after the "
+                                     "last step"]
+    assert not document["saturated"] and "OVERLOADED" not in project["steps"][0]["verdict"]
+    assert render_summary(document).startswith(f"NOT RECOVERED {PROJECT}: the API did not come back")
+    assert "lost its index" in render_project(project, RATE).splitlines()[0]
+
+
+def test_a_stall_running_past_its_step_is_cut_at_the_step_and_the_backlog_said_apart():
+    """The issue's 8.3 s step with 13.5 s of stall: requests sent from 6.0 s hang 3 s (the timeout) until the
+    backlog is drained at 18.5 s, 5.2 s after the step."""
+    run = constructed_run(step=(5.0, 13.3), hung=[(6.0, 15.5, 3.0)], after_end=30.0)
+    document = constructed_report(run)
+    step = document["projects"][0]["steps"][0]
+    normal = document["projects"][0]["normal_latency_s"]["list_large"]
+    for name in ("list_large", "update_order"):
+        stall = step["endpoints"][name]["longest_stall_s"]
+        assert stall <= step["duration_s"] and stall == pytest.approx(13.3 - (6.0 + normal))
+        assert step["backlog_after_step_s"][name] == pytest.approx(15.5 - 1 / RATE + 3.0 - 13.3, abs=1e-3)
+    after = document["projects"][0]["after"]
+    assert after["endpoints"]["list_large"]["longest_stall_s"] <= after["duration_s"]
+    assert after["endpoints"]["list_large"]["longest_stall_s"] == pytest.approx(step["backlog_after_step_s"]
+                                                                                ["list_large"], abs=1e-3)
+    row = next(row for row in document["summary"] if row["kind"] == "risky")
+    assert row["endpoints"]["list_large"]["longest_stall_s"] <= step["duration_s"]
+    assert row["endpoints"]["list_large"]["backlog_after_step_s"] == step["backlog_after_step_s"]["list_large"]
+    # No lock was sampled here, so the verdict calls it slow, not blocked: the backlog is said apart either way.
+    assert "backlog drained for 5.2 s after the step" in step["verdict"]
+
+
+def test_a_stall_that_ends_inside_its_step_leaves_no_backlog():
+    document = constructed_report(constructed_run(step=(5.0, 13.3), hung=[(6.0, 8.0, 3.0)]))
+    step = document["projects"][0]["steps"][0]
+    assert step["backlog_after_step_s"] == {"list_large": 0.0, "update_order": 0.0}
+    assert step["endpoints"]["list_large"]["longest_stall_s"] == pytest.approx(
+        8.0 - 1 / RATE + 3.0 - (6.0 + document["projects"][0]["normal_latency_s"]["list_large"]))
+    assert "backlog" not in step["verdict"]
+
+
+# -- showdown all: the summary, and one scenario failing while the others run -------------------------------------
+
+def test_the_summary_of_all_scenarios_has_a_row_per_step_and_says_what_failed(tmp_path):
+    risky = constructed_run(hung=[(6.0, 15.5, 3.0)])
+    safe = constructed_run("proj01_safe_backfill")
+    overloaded = constructed_run("proj04_change_column_type", baseline_latency=lambda n: 1.9)
+    results = [suite.ScenarioResult(1, [PROJECT, "proj01_safe_backfill"], "done", folder="scenario-01",
+                                    report=constructed_report(risky, safe)),
+               suite.ScenarioResult(3, ["proj03_indexes", "proj03_safe_backfill"], "failed",
+                                    "port 8031 on 127.0.0.1 is in use by another process", "scenario-03"),
+               suite.ScenarioResult(4, ["proj04_change_column_type"], "done", folder="scenario-04",
+                                    report=constructed_report(overloaded))]
+    options = runner.Options(selector="all", rows=1_000_000, rate_per_s=RATE)
+    summary = suite.build_summary(results, options, datetime.now(timezone.utc), 600.0, interrupted=False)
+    jsonschema.Draft202012Validator(SUMMARY_SCHEMA).validate(summary)
+    suite.write_summary(summary, tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    markdown = (tmp_path / "summary.md").read_text()
+    lines = markdown.splitlines()
+    assert lines[2].startswith("**OVERLOADED") and "proj04_change_column_type" in lines[4]
+    table = [line for line in lines if line.startswith("| ")][1:]
+    assert len(table) == 1 + 1 + 1 + 1  # the risky step, the safe one, the failed scenario, proj04's step
+    assert "| 3 | proj03_indexes, proj03_safe_backfill |" in table[2] and "**failed**: port 8031" in table[2]
+    risky_row = next(row for row in summary["steps"] if row["project"] == PROJECT)
+    assert risky_row["goal_met"] and risky_row["longest_stall_s"] <= risky_row["duration_s"]
+    assert risky_row["backlog_after_step_s"] == pytest.approx(5.15, abs=0.01)
+    safe_row = next(row for row in summary["steps"] if row["project"] == "proj01_safe_backfill")
+    assert safe_row["goal_met"] and safe_row["goal"] == "failed nothing"
+    missed = next(row for row in summary["steps"] if row["project"] == "proj04_change_column_type")
+    assert not missed["goal_met"] and missed["overloaded"]  # a risky step that stalled nothing: said, not hidden
+    assert summary["goal"] == {"risky_steps": 2, "risky_stalled": 1, "safe_steps": 1, "safe_failed_nothing": 1,
+                               "missed": [f"proj04_change_column_type {missed['migration']} (risky): no stall of "
+                                          "0.5 s or more"]}
+    assert "(overloaded)" in table[3] and "**NO**" in table[3]
+
+
+def test_showdown_all_goes_on_after_a_scenario_fails(pg, lab_env, tmp_path):
+    """Two scenarios through the real runner: the first one's step names a migration that does not exist (its
+    migrate fails after the server started), the second one runs and is reported."""
+    risky = get_project(PROJECT)
+    broken = dataclasses.replace(risky, scenario=9,
+                                 steps=(dataclasses.replace(risky.steps[0], migration="0099_does_not_exist"),))
+    options = runner.Options(selector="all", rows=2000, baseline_s=0.5, warmup_s=0.2, out_dir=tmp_path)
+    lines = []
+    summary = suite.run_all(options, lines.append, scenarios=[(9, [broken]), (1, [risky])])
+    assert [(s["scenario"], s["status"]) for s in summary["scenarios"]] == [(9, "failed"), (1, "done")]
+    reason = summary["scenarios"][0]["reason"]
+    assert "0099_does_not_exist" in reason and "\n" not in reason
+    assert (tmp_path / "scenario-09" / "error.txt").exists()
+    assert [row["migration"] for row in summary["steps"]] == [risky.steps[0].migration]
+    report = json.loads((tmp_path / "scenario-01" / "report.json").read_text())
+    jsonschema.Draft202012Validator(REPORT_SCHEMA).validate(report)
+    assert (tmp_path / "scenario-01" / "chart.png").exists()
+    assert f"**failed**: {reason}" in (tmp_path / "summary.md").read_text()
+    assert any(line.strip().startswith("=== scenario 1 (2 of 2)") for line in lines)
+    assert showdown_databases(pg) == []
+    assert not list((Path(lab_env["MIGRATIONLAB_HOME"]) / "run").glob("showdown_*.pid"))  # no server left
 
 
 # -- the probe and the sampler against a lock held by the test ------------------------------------------------------
@@ -297,6 +481,11 @@ def showdown_cli(env, *args, **popen):
     (["1", "--rows", "lots"], "'lots' is not a whole number of rows"),
     (["1", "--database-url", "mysql://root@localhost/db"], "--database-url must start with postgresql://"),
     (["1", "--database-url", "postgresql://nobody@127.0.0.1:1/postgres"], "cannot connect to"),
+    (["al"], "unknown project 'al'"),
+    (["all", "--rows", "0"], "the number of rows must be at least 1, got 0"),
+    (["all", "--only", "1,99"], "--only takes scenario numbers"),
+    (["1", "--only", "1"], "--only is for `showdown all`"),
+    (["all", "--database-url", "postgresql://nobody@127.0.0.1:1/postgres"], "cannot connect to"),
 ])
 def test_bad_input_gets_one_line_and_a_non_zero_exit(lab_env, tmp_path, args, message):
     done = showdown_cli({**os.environ, **lab_env}, *args, "--out", str(tmp_path / "out"))
@@ -309,10 +498,11 @@ def showdown_databases(pg) -> list[str]:
     return [name for (name,) in query(pg.dsn(), "SELECT datname FROM pg_database WHERE datname LIKE 'showdown\\_%'")]
 
 
-def test_ctrl_c_leaves_nothing_running_and_the_database_usable(pg, lab_env, tmp_path):
+@pytest.mark.parametrize("selector", [[PROJECT], ["all", "--only", "1,9"]], ids=["one", "all"])
+def test_ctrl_c_leaves_nothing_running_and_the_database_usable(pg, lab_env, tmp_path, selector):
     before = showdown_databases(pg)
     process = subprocess.Popen(
-        [sys.executable, "-m", "migrationlab", "showdown", PROJECT, "--rows", "2000", "--out", str(tmp_path)],
+        [sys.executable, "-m", "migrationlab", "showdown", *selector, "--rows", "2000", "--out", str(tmp_path)],
         env={**os.environ, **lab_env}, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,  # its own process group, to send it a terminal's Ctrl-C
         # As from a terminal: a test run started in the background (`make test &`) ignores SIGINT, and Python then
@@ -339,3 +529,9 @@ def test_ctrl_c_leaves_nothing_running_and_the_database_usable(pg, lab_env, tmp_
     assert not os.path.exists(pid_path)
     assert showdown_databases(pg) == before
     assert query(pg.dsn(), "SELECT 1") == [(1,)]
+    if selector[0] == "all":  # the summary of what finished (nothing did): written, and saying so
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        jsonschema.Draft202012Validator(SUMMARY_SCHEMA).validate(summary)
+        assert summary["interrupted"] and summary["steps"] == []
+        assert [(s["scenario"], s["status"]) for s in summary["scenarios"]] == [(1, "interrupted"), (9, "not run")]
+        assert "Interrupted (Ctrl-C)" in (tmp_path / "summary.md").read_text()

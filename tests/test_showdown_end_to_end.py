@@ -1,4 +1,5 @@
-"""`python -m migrationlab showdown 1` on a small table, as a user runs it: structure, schema, chart, cleanup.
+"""`python -m migrationlab showdown all --only 1` on a small table, as a user runs it: scenario 1 through the
+runner of `showdown 1`, then the summary of all (here: one) scenarios; structure, schema, chart, cleanup.
 
 At 20,000 rows every step takes milliseconds of locking, so nothing here looks at timings or at which verdict
 came out: the report must be complete and valid, the verdicts well-formed, the chart a real PNG, and nothing
@@ -18,20 +19,24 @@ from PIL import Image
 
 from migrationlab import REPO_ROOT
 from migrationlab.scenarios import projects_of_scenario
-from migrationlab.showdown.schema import REPORT_SCHEMA
+from migrationlab.showdown.schema import REPORT_SCHEMA, SUMMARY_SCHEMA
 from tests.conftest import query
+
+# One showdown (the module's `showdown`) serves every test: keep them on one xdist worker.
+pytestmark = pytest.mark.xdist_group("showdown-end-to-end")
 
 ROWS = 20_000
 
 
 @pytest.fixture(scope="module")
 def showdown(pg, lab_env, tmp_path_factory):
-    out = tmp_path_factory.mktemp("showdown")
+    top = tmp_path_factory.mktemp("showdown")
     done = subprocess.run(
-        [sys.executable, "-m", "migrationlab", "showdown", "1", "--rows", str(ROWS), "--out", str(out)],
+        [sys.executable, "-m", "migrationlab", "showdown", "all", "--only", "1", "--rows", str(ROWS), "--out", str(top)],
         env={**os.environ, **lab_env}, cwd=REPO_ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = top / "scenario-01"
     return done, out, json.loads((out / "report.json").read_text())
 
 
@@ -75,6 +80,21 @@ def test_the_terminal_shows_progress_verdicts_and_the_summary(showdown):
     assert f"chart:  {out / 'chart.png'}" in done.stdout
     header, *rows = (out / "requests.csv").read_text().splitlines()
     assert header == "project,endpoint,sent_s,latency_s,status,error" and len(rows) > 100
+
+
+def test_the_summary_has_a_row_per_step_with_its_goal(showdown):
+    done, out, report = showdown
+    summary = json.loads((out.parent / "summary.json").read_text())
+    jsonschema.Draft202012Validator(SUMMARY_SCHEMA).validate(summary)
+    assert [(s["scenario"], s["status"], s["chart"]) for s in summary["scenarios"]] == [
+        (1, "done", "scenario-01/chart.png")]
+    steps = [(p["project"], s["migration"]) for p in report["projects"] for s in p["steps"]]
+    assert [(row["project"], row["migration"]) for row in summary["steps"]] == steps
+    for row in summary["steps"]:
+        assert row["longest_stall_s"] <= row["duration_s"]
+    markdown = (out.parent / "summary.md").read_text()
+    assert markdown.count("| 1 | proj01_") == len(steps) and markdown in done.stdout
+    assert "=== scenario 1 (1 of 1): proj01_add_not_null_constraint, proj01_safe_backfill" in done.stdout
 
 
 def test_nothing_is_left_behind(showdown, pg, lab_env):

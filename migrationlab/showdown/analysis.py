@@ -5,8 +5,12 @@ Pure functions of the probe's requests and the sampler's lock samples; no I/O. D
 - normal latency of an endpoint: max(3 x its baseline p90, 100 ms) (p90, not p99: a 3-second baseline has 60
   requests, and its p99 would be its single slowest one);
 - a request stalls from (send + normal latency) until it was answered or gave up; the stalls of all requests of
-  an endpoint merged into intervals, the longest stall of a window is the longest of those intervals that
-  starts inside it;
+  an endpoint merged into intervals; each window is charged the part of a stall inside it, so no stall is ever
+  longer than the window it was measured over; the part of a stall that went on after a step ended (the backlog
+  draining) is a figure of its own, backlog_after;
+- a saturated baseline (failures, or a p99 over SATURATED_P99_S): the numbers measure the overload of the
+  machine, not locks; an API that never came back to normal after a step: overload, or a step that left the API
+  slower for good (saturation);
 - a request belongs to the window it was sent in;
 - a lock the migration held is sampled: held_s adds up the time from each sample that saw it to the next sample
   (accurate to about one sampling interval; a lock held for less than one interval may go unseen);
@@ -87,8 +91,10 @@ def stall_intervals(requests: list[Request], normal_s: float) -> list[tuple[floa
 
 
 def longest_stall_span(stalls: list[tuple[float, float]], window: Window) -> tuple[float, float] | None:
-    """The longest stall interval that starts in the window, or None."""
-    mine = [(start, end) for start, end in stalls if start in window]
+    """The longest part of a stall inside the window (a stall that began before it, or went on after it, is cut
+    at the window's edges), or None."""
+    mine = [(max(start, window.start_s), min(end, window.end_s)) for start, end in stalls
+            if start < window.end_s and end > window.start_s]
     return max(mine, key=lambda span: span[1] - span[0], default=None)
 
 
@@ -98,10 +104,16 @@ def longest_stall(stalls: list[tuple[float, float]], window: Window) -> float:
 
 
 def stall_after(stalls: list[tuple[float, float]], window: Window, moment: float | None) -> float:
-    """How long the window's longest stall went on past `moment` (the migration's last lock): the server
-    answering the requests that queued up behind the lock, before new ones get through."""
+    """How long the window's longest stall went on past `moment` (the migration's last lock), within the window:
+    the server answering the requests that queued up behind the lock, before new ones get through."""
     span = longest_stall_span(stalls, window)
     return max(0.0, span[1] - moment) if span and moment is not None else 0.0
+
+
+def backlog_after(stalls: list[tuple[float, float]], window: Window) -> float:
+    """How long a stall still under way when the window ended went on after it: the backlog of requests queued
+    during a step, drained after the step (charged to the windows it falls in, not to the step)."""
+    return max((end - window.end_s for start, end in stalls if start < window.end_s < end), default=0.0)
 
 
 def endpoint_stats(requests: list[Request], window: Window, stalls: list[tuple[float, float]]) -> dict:
@@ -121,6 +133,49 @@ def endpoint_stats(requests: list[Request], window: Window, stalls: list[tuple[f
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+# -- is the machine itself overloaded? -------------------------------------------------------------------------
+
+# The baseline is saturated when one of the project's own endpoints (not a previous release) failed a request, or
+# answered its slowest 1 % in more than SATURATED_P99_S: ten times the 100 ms stall threshold, and some hundred
+# times what an endpoint takes on an idle machine (5-30 ms). No lock is held in the baseline, so such answers
+# are the server (or the machine) not keeping up with the probe's rate.
+SATURATED_P99_S = 1.0
+OVERLOAD_WORDS = "numbers measure the overload of this machine, not locks"
+
+
+def saturation(baseline_endpoints: dict, not_recovered: tuple[str, ...] | list[str] = ()) -> dict:
+    """Is the server saturated, lock or no lock? `baseline_endpoints`: endpoint_stats of the baseline;
+    `not_recovered`: where the API did not come back to its normal latency in the time the runner waits for it
+    (e.g. "after the last step"). {baseline, after: bool, reasons: [text]}."""
+    reasons = []
+    for name, word in {**ACCESS_WORDS, **REFERENCED_WORDS}.items():
+        stats = baseline_endpoints.get(name)
+        if not stats or not stats["requests"]:
+            continue
+        word = word.replace("referenced_", "referenced ")
+        if stats["failures"]:
+            reasons.append(f"{stats['failures']} of {stats['requests']} baseline {word} failed")
+        if (stats["p99_s"] or 0.0) > SATURATED_P99_S:
+            reasons.append(f"baseline {word} p99 {seconds_or_ms(stats['p99_s'])}")
+    baseline = bool(reasons)
+    reasons += [f"the API did not come back to its baseline latency {where}" for where in not_recovered]
+    return {"baseline": baseline, "after": bool(not_recovered), "reasons": reasons}
+
+
+def overload_warning(saturated: dict, rate_per_s: float | None, where: str = "") -> str:
+    """One line, said first: what the saturation means, and what to do about it. A saturated baseline is overload
+    for sure; an API that did not come back after a step may also be the step's doing (a lookup that lost its
+    index is slower for good), and is said so."""
+    lower = f"e.g. --rate {max(1, round(rate_per_s / 2)):g}" if rate_per_s else "e.g. half of it"
+    where = f" {where}" if where else ""
+    if saturated["baseline"]:
+        return (f"OVERLOADED{where}: {'; '.join(saturated['reasons'])}. These {OVERLOAD_WORDS}: run again with a "
+                f"lower --rate ({lower}).")
+    return (f"NOT RECOVERED{where}: {'; '.join(saturated['reasons'])}. Either the machine is overloaded (then run "
+            f"again with a lower --rate, {lower}), or a step left the API slower for good (e.g. a lookup that lost "
+            "its index): the stall and the backlog that end there are that.")
 
 
 # -- locks ------------------------------------------------------------------------------------------------------
@@ -320,25 +375,27 @@ REFERENCED_WORDS = {"list_referenced": "referenced_reads", "update_referenced": 
 
 
 def describe_endpoint(stats: dict, longest_lock_wait_s: float, other_waits: dict[str, float] | None = None,
-                      after_locks_s: float = 0.0) -> str:
+                      after_locks_s: float = 0.0, backlog_s: float = 0.0) -> str:
     """`blocked 6.2 s`: a stall of at least BLOCKED_AFTER_S, mostly a web session waiting on the migration (its
     longest wait at least half the stall, or BLOCKED_AFTER_S). A long stall that lock waits do not explain is the
-    machine being slow (CPU, disk), and is called that, with what web sessions were seen waiting on instead."""
+    machine being slow (CPU, disk), and is called that, with what web sessions were seen waiting on instead.
+    `backlog_s`: how long the stall went on after the step (backlog_after), said apart from the step's stall."""
     stall, failures, requests = stats["longest_stall_s"] or 0.0, stats["failures"], stats["requests"]
     failed = f" ({failures} of {requests} failed)" if failures else ""
+    backlog = f", backlog drained for {backlog_s:.1f} s after the step" if backlog_s >= BLOCKED_AFTER_S else ""
     if requests == 0:
         return "not probed"
     if stall >= BLOCKED_AFTER_S and longest_lock_wait_s >= min(BLOCKED_AFTER_S, stall / 2):
         notes = [f"{failures} of {requests} failed"] if failures else []
         if after_locks_s >= BLOCKED_AFTER_S:
             notes.append(f"{after_locks_s:.1f} s of it after the lock was gone")
-        return f"blocked {stall:.1f} s" + (f" ({', '.join(notes)})" if notes else "")
+        return f"blocked {stall:.1f} s" + (f" ({', '.join(notes)})" if notes else "") + backlog
     slowest = seconds_or_ms(stats["max_s"] or 0.0)
     if stall >= BLOCKED_AFTER_S:
         locked = (f"at most {seconds_or_ms(longest_lock_wait_s)} of it waiting on a lock" if longest_lock_wait_s
                   else "not waiting on a lock")
         seen = f"; web sessions seen waiting on {', '.join(other_waits)}" if other_waits else ""
-        return f"slow for {stall:.1f} s, {locked} (max {slowest}{seen}){failed}"
+        return f"slow for {stall:.1f} s, {locked} (max {slowest}{seen}){failed}{backlog}"
     if failures:
         return f"failing{failed}"
     return f"slowed (max {slowest})" if stall > 0 else f"ok (max {slowest})"
@@ -346,13 +403,13 @@ def describe_endpoint(stats: dict, longest_lock_wait_s: float, other_waits: dict
 
 def verdict(endpoints: dict, locks: list[dict], waits: dict, interval_s: float,
             other_waits: dict[str, float] | None = None, after_locks: dict[str, float] | None = None,
-            referenced: str | None = None) -> str:
+            referenced: str | None = None, backlog: dict[str, float] | None = None, overloaded: bool = False) -> str:
     """One line: what the step did to reads and writes (and to those of the `referenced` table), and the lock
-    responsible."""
+    responsible; led by a warning when the machine was `overloaded` (saturation)."""
 
     def described(name: str, word: str) -> str:
         return describe_endpoint(endpoints[name], waits[word]["longest_wait_s"], other_waits,
-                                 (after_locks or {}).get(name, 0.0))
+                                 (after_locks or {}).get(name, 0.0), (backlog or {}).get(name, 0.0))
 
     parts = [f"{word} {described(name, word)}" for name, word in ACCESS_WORDS.items() if name in endpoints]
     previous = [f"{word} {described(f'previous_release/{name}', word)}"
@@ -363,7 +420,7 @@ def verdict(endpoints: dict, locks: list[dict], waits: dict, interval_s: float,
                      for name, word in REFERENCED_WORDS.items() if name in endpoints and word in waits]
     if on_referenced:
         parts.append(f"{referenced or 'referenced table'}: " + ", ".join(on_referenced))
-    text = ", ".join(parts)
+    text = (f"OVERLOADED ({OVERLOAD_WORDS}): " if overloaded else "") + ", ".join(parts)
     waited_on = [lock for lock in locks if lock["waiters_total"]]
     if waited_on:
         culprit = max(waited_on, key=lambda lock: (lock["longest_wait_s"], lock_strength(lock["mode"])))

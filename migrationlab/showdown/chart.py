@@ -136,6 +136,10 @@ def render(report: dict, requests_by_project: dict[str, list[Request]], path: Pa
             if endpoint in dict(REFERENCED_PANELS):
                 title = f"{title} ({project['referenced_table']})"
             heading = f"{project['project']}: {title}" if endpoint == "list_large" else title
+            if endpoint == "list_large" and project["saturation"]["reasons"]:  # what the numbers measure, first
+                what = ("OVERLOADED: the numbers measure this machine, not locks" if project["saturation"]["baseline"]
+                        else "NOT RECOVERED: overload, or a step left the API slower for good")
+                heading = f"{what} ({project['saturation']['reasons'][-1]})\n{heading}"
             _latency_panel(axis, project, requests, endpoint, heading, timeout_s)
             _shade_steps(axis, project, end - start, label=endpoint == "list_large")
             axis.tick_params(labelbottom=False)

@@ -49,6 +49,12 @@ class ProjectRun:
     interval_s: float
     probe: dict
     sampler: dict
+    # Where the API did not come back to its normal latency in the time the runner waited for it (e.g. "within
+    # 120 s after the last step"): the machine itself overloaded (analysis.saturation).
+    not_recovered: list[str] = field(default_factory=list)
+    # Why the baseline looked saturated when it ended (analysis.saturation's reasons, requests still hanging
+    # included), if it did.
+    baseline_overload: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,11 @@ def project_report(run: ProjectRun) -> dict:
                 "duration_s": round(window.duration_s, 3), "endpoints": endpoints_in(window)}
 
     timeline = analysis.lock_timeline(run.samples, tables, run.interval_s)
+    baseline = window_fields(run.baseline)
+    saturation = analysis.saturation(baseline["endpoints"], run.not_recovered)
+    if run.baseline_overload and not saturation["baseline"]:  # its hanging requests never came back
+        saturation |= {"baseline": True, "reasons": [*run.baseline_overload, *saturation["reasons"]]}
+    overloaded = saturation["baseline"]  # every verdict says so (a late non-recovery may be the step's doing)
     steps = []
     for step_run in run.steps:
         fields = window_fields(step_run.window)
@@ -98,6 +109,8 @@ def project_report(run: ProjectRun) -> dict:
                         default=None)
         after_locks = {name: round(analysis.stall_after(stalls[name], step_run.window, locks_end), 3)
                        for name in fields["endpoints"]}
+        backlog = {name: round(analysis.backlog_after(stalls[name], step_run.window), 3)
+                   for name in fields["endpoints"]}
         locks = analysis.migration_locks(run.samples, step_run.window, tables, run.interval_s)
         waits = analysis.web_waits(run.samples, step_run.window, tables, run.interval_s, referenced)
         other_waits = analysis.web_other_waits(run.samples, step_run.window, run.interval_s)
@@ -114,8 +127,9 @@ def project_report(run: ProjectRun) -> dict:
                           for kind, wait in waits.items()},
             "web_other_waits_s": other_waits,
             "stall_after_locks_s": after_locks,
+            "backlog_after_step_s": backlog,
             "verdict": analysis.verdict(fields["endpoints"], locks, waits, run.interval_s, other_waits, after_locks,
-                                        referenced),
+                                        referenced, backlog, overloaded),
             "log": step_run.log,
             **({"deploy": _deploy(step_run, run.requests)} if step_run.deploy else {}),
         })
@@ -127,7 +141,8 @@ def project_report(run: ProjectRun) -> dict:
         "database": run.database,
         "seed_s": round(run.seed_s, 3),
         "normal_latency_s": {name: round(value, 4) for name, value in normal.items()},
-        "baseline": window_fields(run.baseline),
+        "saturation": saturation,
+        "baseline": baseline,
         "steps": steps,
         "after": window_fields(run.after),
         "lock_timeline": timeline,
@@ -162,13 +177,15 @@ def summary(projects: list[dict]) -> list[dict]:
             endpoints = {}
             for step in steps:
                 for name, stats in step["endpoints"].items():
-                    total = endpoints.setdefault(
-                        name, {"requests": 0, "failures": 0, "max_s": None, "longest_stall_s": 0.0})
+                    total = endpoints.setdefault(name, {"requests": 0, "failures": 0, "max_s": None,
+                                                        "longest_stall_s": 0.0, "backlog_after_step_s": 0.0})
                     total["requests"] += stats["requests"]
                     total["failures"] += stats["failures"]
                     if stats["max_s"] is not None:
                         total["max_s"] = max(total["max_s"] or 0.0, stats["max_s"])
                     total["longest_stall_s"] = max(total["longest_stall_s"], stats["longest_stall_s"])
+                    total["backlog_after_step_s"] = max(total["backlog_after_step_s"],
+                                                        step["backlog_after_step_s"].get(name, 0.0))
             rows.append({"project": project["project"], "kind": kind, "steps": len(steps),
                          "duration_s": round(sum(step["duration_s"] for step in steps), 3), "endpoints": endpoints})
     return rows
@@ -186,6 +203,7 @@ def build_report(scenario: int, settings: Settings, runs: list[ProjectRun], serv
                      "sample_interval_s": settings.sample_interval_s, "baseline_s": settings.baseline_s},
         "server": {"postgres": server_version, "embedded": embedded, "cpus": os.cpu_count() or 0,
                    "platform": f"{platform.system()} {platform.machine()}"},
+        "saturated": any(project["saturation"]["baseline"] for project in projects),
         "projects": projects,
         "summary": summary(projects),
     }
@@ -251,12 +269,13 @@ def _claims(step: dict) -> str:
     return f"scenario.toml claims {words(claimed)}; seen: {words(observed)}"
 
 
-def render_project(project: dict) -> str:
+def render_project(project: dict, rate_per_s: float | None = None) -> str:
     normal = project["normal_latency_s"]
     header = (f"{'step':44} {'kind':5} {'time':>7} |  reads: {'fail':>9} {'p99':>6} {'max':>6} {'stall':>6} "
               f"|  writes: {'fail':>9} {'p99':>6} {'max':>6} {'stall':>6}")
     referenced = project.get("referenced_table")
     lines = [
+        *([analysis.overload_warning(project["saturation"], rate_per_s)] if project["saturation"]["reasons"] else []),
         f"{project['project']} — {project['title']}",
         f"  normal latency (stall threshold): reads {_latency(normal['list_large'])}, "
         f"writes {_latency(normal['update_order'])}"
@@ -290,7 +309,10 @@ def render_summary(report: dict) -> str:
     rows = report["summary"]
     risky = [row for row in rows if row["kind"] == "risky"]
     safe = [row for row in rows if row["kind"] == "safe"]
-    lines = [f"Risky vs safe, {report['rows']:,} rows, {report['settings']['rate_per_s']:g} requests/s per endpoint:"]
+    rate = report["settings"]["rate_per_s"]
+    warnings = [analysis.overload_warning(project["saturation"], rate, project["project"])
+                for project in report["projects"] if project["saturation"]["reasons"]]
+    lines = [*warnings, f"Risky vs safe, {report['rows']:,} rows, {rate:g} requests/s per endpoint:"]
     if risky and safe:  # the headline first: how long the API stalled
         lines.extend("  " + line for line in _conclusion(risky, safe))
     lines += [f"  {'project':34} {'kind':5} {'steps':>5} {'time':>8}  "
@@ -334,11 +356,14 @@ def _conclusion(risky: list[dict], safe: list[dict]) -> list[str]:
     risky_failed = sum(row["endpoints"][name]["failures"] for row in risky for name in MAIN_ENDPOINTS)
     safe_failed = sum(row["endpoints"][name]["failures"] for row in safe for name in MAIN_ENDPOINTS)
     risky_stall = {word: _worst(risky, name, "longest_stall_s") for name, word in ACCESS_WORDS.items()}
+    risky_backlog = max(_worst(risky, name, "backlog_after_step_s") for name in MAIN_ENDPOINTS)
     safe_stall = max(_worst(safe, name, "longest_stall_s") for name in MAIN_ENDPOINTS)
     safe_max = max(_worst(safe, name, "max_s") for name in MAIN_ENDPOINTS)
     lines = [
         f"RISKY: the API stalled {max(risky_stall.values()):.1f} s (reads {risky_stall['reads']:.1f} s, writes "
-        f"{risky_stall['writes']:.1f} s) during {risky_time:.1f} s of migration; {risky_failed} requests failed.",
+        f"{risky_stall['writes']:.1f} s) during {risky_time:.1f} s of migration; {risky_failed} requests failed."
+        + (f" The backlog drained for {risky_backlog:.1f} s after the step: the outage outlasted the lock."
+           if risky_backlog >= analysis.BLOCKED_AFTER_S else ""),
         f"SAFE:  longest stall {safe_stall:.1f} s, slowest answer {_latency(safe_max)}; {safe_failed} requests "
         f"failed, in {safe_time:.1f} s of migration ({safe_time / max(risky_time, 1e-9):.1f}x as long).",
     ]

@@ -36,7 +36,7 @@ from migrationlab.showdown.analysis import MIGRATION_APPLICATION, Window
 from migrationlab.showdown.clock import Clock
 from migrationlab.showdown.console import Ticker, live_status
 from migrationlab.showdown.databases import ShowdownDatabases
-from migrationlab.showdown.probe import Probe, Target
+from migrationlab.showdown.probe import Probe, Request, Target
 from migrationlab.serving import free_port
 from migrationlab.showdown.processes import interrupts_deferred
 from migrationlab.showdown.report import (
@@ -73,6 +73,7 @@ class Options:
     baseline_s: float = BASELINE_S
     warmup_s: float = WARMUP_S
     sample_interval_s: float = SAMPLE_INTERVAL_S
+    progress: str = ""  # before every status line, e.g. "[3/10 scenario 3] " (showdown all)
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,16 @@ def output_folder(options: Options, scenario: int) -> Path:
     return folder
 
 
-def run(options: Options, say=print) -> Outcome:
-    projects = projects_of_scenario(options.selector)
+def run(options: Options, say=print, projects: list[Project] | None = None,
+        databases: ShowdownDatabases | None = None) -> Outcome:
+    """One scenario: its projects (by default those of options.selector), on `databases` if given (showdown all
+    shares one), else on a ShowdownDatabases of its own."""
+    projects = projects or projects_of_scenario(options.selector)
     scenario = projects[0].scenario
     started_at = datetime.now(timezone.utc)
-    with ShowdownDatabases(options.database_url) as databases:
+    with ExitStack() as server:
+        if databases is None:
+            databases = server.enter_context(ShowdownDatabases(options.database_url))
         out = output_folder(options, scenario)  # once the server is known good: no empty folder for a bad URL
         say(f"Showdown, scenario {scenario}: {', '.join(p.name for p in projects)}")
         say(f"  {options.rows:,} rows; {options.rate_per_s:g} requests/s to each endpoint, each giving up after "
@@ -116,7 +122,7 @@ def run(options: Options, say=print) -> Outcome:
     chart.render(report, {run.project.name: run.requests for run in runs}, chart_path)
     say("")
     for project in report["projects"]:
-        say(render_project(project))
+        say(render_project(project, options.rate_per_s))
         say("")
     say(render_summary(report))
     say(f"\nchart:  {chart_path}\nreport: {report_path}  (every request: {out / 'requests.csv'})")
@@ -171,10 +177,21 @@ def _tables(project: Project) -> list[str]:
     return [project.large_table, project.small_table, *([project.referenced_table] if project.referenced_table else [])]
 
 
+def _baseline_saturation(probe: Probe, clock: Clock, baseline: Window) -> dict:
+    """analysis.saturation of the baseline as it stands when it ends: a request still hanging counts as taking
+    as long as it has so far (on a saturated server, most of the baseline's requests are still hanging)."""
+    now = clock.now()
+    requests = probe.records() + [Request(name, sent, now - sent, 200, None) for name, sent in probe.in_flight()]
+    return analysis.saturation({name: analysis.endpoint_stats([r for r in requests if r.endpoint == name], baseline, [])
+                                for name in {r.endpoint for r in requests}})
+
+
 def _until_recovered(probe: Probe, clock: Clock, baseline: Window, say, at_least_s: float = AFTER_S,
-                     what: str = "after the last step") -> Window:
+                     what: str = "after the last step", progress: str = "", at_most_s: float = AFTER_AT_MOST_S
+                     ) -> tuple[Window, bool]:
     """Probe on until the API answers normally again (after the last step, and between steps: a backlog left by
-    one step must not be counted against the next); the window it took."""
+    one step must not be counted against the next), at most `at_most_s`; the window it took, and whether it did
+    answer normally."""
     start = clock.now()
     earlier = len(probe.records())
     # The project's own endpoints (a previous release started by a step has no baseline: it is not waited for).
@@ -195,10 +212,11 @@ def _until_recovered(probe: Probe, clock: Clock, baseline: Window, say, at_least
         return all(len(answers) == RECOVERED_AFTER and not any(r.failed or r.latency_s > normal[name] for r in answers)
                    for name, answers in latest.items())
 
-    with Ticker(lambda: live_status(what, start, earlier, clock, probe, None)):
-        if not probe.wait_until(recovered, AFTER_AT_MOST_S):
-            say(f"  (the API had not recovered {AFTER_AT_MOST_S:.0f} s {what})")
-    return Window(start, clock.now())
+    with Ticker(lambda: progress + live_status(what, start, earlier, clock, probe, None)):
+        back = probe.wait_until(recovered, at_most_s)
+    if not back:
+        say(f"  (the API had not recovered {at_most_s:.0f} s {what})")
+    return Window(start, clock.now()), back
 
 
 def _end_of_step(project: Project, url: str, step, serving: tuple[int, str], previous_releases: list,
@@ -278,9 +296,17 @@ def run_project(project: Project, databases: ShowdownDatabases, options: Options
 
         time.sleep(options.warmup_s)  # pacing the measurement, not waiting for anything
         baseline_start, baseline_first = clock.now(), len(probe.records())
-        with Ticker(lambda: live_status("baseline", baseline_start, baseline_first, clock, probe, sampler)):
+        with Ticker(lambda: options.progress + live_status("baseline", baseline_start, baseline_first, clock, probe,
+                                                           sampler)):
             time.sleep(options.baseline_s)
         baseline = Window(baseline_start, clock.now())
+        # A saturated baseline: the run goes on, every number flagged (docs/showdown.md), but does not wait for the
+        # API to answer normally again after a step: it did not to begin with.
+        overloaded = _baseline_saturation(probe, clock, baseline)
+        if overloaded["baseline"]:
+            say("  " + analysis.overload_warning(overloaded, options.rate_per_s))  # now, and first in the report
+        at_most_s = AFTER_S if overloaded["baseline"] else AFTER_AT_MOST_S
+        not_recovered: list[str] = []
 
         steps = []
         for step in project.steps:
@@ -297,7 +323,7 @@ def run_project(project: Project, databases: ShowdownDatabases, options: Options
             if any(isinstance(actor, PreviousRelease) for actor in actors[first_actor:]):
                 time.sleep(options.warmup_s)  # a fresh gunicorn's first requests are not its normal (as above)
             start, first = clock.now(), len(probe.records())
-            with Ticker(lambda: live_status(step.migration, start, first, clock, probe, sampler)):
+            with Ticker(lambda: options.progress + live_status(step.migration, start, first, clock, probe, sampler)):
                 done = lab.run_manage(project, url, ["migrate", "demoapp", step.migration], capture=True,
                                       extra_env={"MIGRATIONLAB_APPLICATION_NAME": MIGRATION_APPLICATION})
             window = Window(start, clock.now())
@@ -316,10 +342,16 @@ def run_project(project: Project, databases: ShowdownDatabases, options: Options
                 stop()
             steps.append(StepRun(step, window, str(log), started_actors, deploy))
             if step is not project.steps[-1]:  # let a backlog drain before the next step is measured
-                _until_recovered(probe, clock, baseline, say, at_least_s=0.0, what="settling before the next step")
+                settled, back = _until_recovered(probe, clock, baseline, say, at_least_s=0.0,
+                                                 what="settling before the next step", progress=options.progress,
+                                                 at_most_s=at_most_s)
+                if not back and not overloaded["baseline"]:
+                    not_recovered.append(f"within {settled.duration_s:.0f} s after {step.migration}")
 
-        after = _until_recovered(probe, clock, baseline, say)
-        probe.stop(drain=True)
+        after, back = _until_recovered(probe, clock, baseline, say, progress=options.progress, at_most_s=at_most_s)
+        if not back and not overloaded["baseline"]:
+            not_recovered.append(f"within {after.duration_s:.0f} s after the last step")
+        probe.stop(drain=not overloaded["baseline"])  # an overloaded server may take minutes to answer them all
         sampler.stop()
         wall_s = clock.now()
         samples = sampler.samples()
@@ -333,6 +365,10 @@ def run_project(project: Project, databases: ShowdownDatabases, options: Options
             sampler={"samples": len(samples), "interval_s": options.sample_interval_s,
                      "max_gap_s": round(max(gaps, default=0.0), 4), "errors": sampler.errors,
                      "cpu_s": round(sampler.cpu_s, 3)},
+            not_recovered=not_recovered,
+            # Seen when the baseline ended, counting the requests still hanging then: on an overloaded server
+            # many of them are never answered before the probe stops (and so are not in `requests`).
+            baseline_overload=overloaded["reasons"],
         )
     finally:
         with interrupts_deferred():

@@ -5,7 +5,7 @@ Times are seconds. `start_s`/`end_s` are on the project's own clock (0 = when it
 
 from __future__ import annotations
 
-REPORT_FORMAT = "migrationlab-showdown/1"
+REPORT_FORMAT = "migrationlab-showdown/2"
 
 _seconds = {"type": "number", "minimum": 0}
 _seconds_or_null = {"type": ["number", "null"], "minimum": 0}
@@ -14,6 +14,12 @@ _wait_level = {"enum": ["never", "briefly", "throughout"]}
 _endpoint_name = "^(previous_release/)?(list_large|update_order|list_referenced|update_referenced)$"
 # What waits: the large table's reads and writes, and those of the table it refers to (a foreign key lesson only).
 _wait_kinds = ("reads", "writes", "referenced_reads", "referenced_writes")
+
+def _closed(properties: dict, **more) -> dict:
+    """An object with exactly these properties, all required."""
+    return {"type": "object", **more, "required": list(properties), "additionalProperties": False,
+            "properties": properties}
+
 
 _endpoint = {
     "type": "object",
@@ -28,8 +34,9 @@ _endpoint = {
         "p95_s": _seconds_or_null,
         "p99_s": _seconds_or_null,
         "max_s": _seconds_or_null,
-        "longest_stall_s": {**_seconds, "description": "longest interval, starting in the window, in which a "
-                                                         "request was outstanding past the normal latency"},
+        "longest_stall_s": {**_seconds, "description": "longest interval in which a request was outstanding past "
+                                                         "the normal latency, cut at the window's edges: never "
+                                                         "longer than the window"},
     },
 }
 
@@ -71,7 +78,7 @@ _lock = {
 _step = {
     "type": "object",
     "required": ["migration", "kind", "what", "start_s", "end_s", "duration_s", "actors", "endpoints", "locks",
-                 "claimed", "observed", "web_waits", "web_other_waits_s", "stall_after_locks_s", "verdict", "log"],
+                 "claimed", "observed", "web_waits", "web_other_waits_s", "stall_after_locks_s", "backlog_after_step_s", "verdict", "log"],
     "additionalProperties": False,
     "properties": {
         "migration": {"type": "string"},
@@ -112,6 +119,12 @@ _step = {
                            "the server answering the requests queued behind the lock",
             "propertyNames": {"pattern": _endpoint_name}, "additionalProperties": _seconds,
         },
+        "backlog_after_step_s": {
+            "type": "object",
+            "description": "per endpoint, how long a stall under way when the step ended went on after it (the "
+                           "backlog queued during the step, drained after it; not counted in the step's stall)",
+            "propertyNames": {"pattern": _endpoint_name}, "additionalProperties": _seconds,
+        },
         "web_other_waits_s": {
             "type": "object",
             "description": "besides locks, what web sessions were seen waiting on (pg_stat_activity.wait_event_type:"
@@ -135,8 +148,8 @@ _step = {
 
 _project = {
     "type": "object",
-    "required": ["project", "title", "variant", "database", "seed_s", "normal_latency_s", "baseline", "steps",
-                 "after", "lock_timeline", "probe", "sampler"],
+    "required": ["project", "title", "variant", "database", "seed_s", "normal_latency_s", "saturation", "baseline",
+                 "steps", "after", "lock_timeline", "probe", "sampler"],
     "additionalProperties": False,
     "properties": {
         "project": {"type": "string"},
@@ -150,6 +163,12 @@ _project = {
             "type": "object", "description": "max(3 x baseline p90, 0.1 s) per endpoint: the stall threshold",
             "propertyNames": {"pattern": _endpoint_name}, "additionalProperties": _seconds,
         },
+        "saturation": _closed(
+            {"baseline": {"type": "boolean"}, "after": {"type": "boolean"},
+             "reasons": {"type": "array", "items": {"type": "string"}}},
+            description="the machine itself overloaded, lock or no lock: the baseline already failed requests or had "
+                        "a p99 over 1 s (baseline), or the API did not come back to its baseline latency after a "
+                        "step (after); then the numbers measure the overload, not locks"),
         "baseline": {
             "type": "object", "required": list(_window), "additionalProperties": False, "properties": _window,
         },
@@ -180,28 +199,20 @@ _project = {
                 "cpu_share": {**_seconds, "description": "probe CPU time / wall time (1.0 = one core)"},
             },
         },
-        "sampler": {
-            "type": "object",
-            "required": ["samples", "interval_s", "max_gap_s", "errors", "cpu_s"],
-            "additionalProperties": False,
-            "properties": {"samples": _count, "interval_s": _seconds, "max_gap_s": _seconds, "errors": _count,
-                           "cpu_s": _seconds},
-        },
+        "sampler": _closed({"samples": _count, "interval_s": _seconds, "max_gap_s": _seconds, "errors": _count,
+                            "cpu_s": _seconds}),
     },
 }
 
-_summary_endpoint = {
-    "type": "object",
-    "required": ["requests", "failures", "max_s", "longest_stall_s"],
-    "additionalProperties": False,
-    "properties": {"requests": _count, "failures": _count, "max_s": _seconds_or_null, "longest_stall_s": _seconds},
-}
+_summary_endpoint = _closed({"requests": _count, "failures": _count, "max_s": _seconds_or_null,
+                             "longest_stall_s": _seconds, "backlog_after_step_s": _seconds})
 
 REPORT_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "migrationlab showdown report",
     "type": "object",
-    "required": ["format", "scenario", "rows", "started_at", "settings", "server", "projects", "summary"],
+    "required": ["format", "scenario", "rows", "started_at", "settings", "server", "saturated", "projects",
+                 "summary"],
     "additionalProperties": False,
     "properties": {
         "format": {"const": REPORT_FORMAT},
@@ -222,6 +233,8 @@ REPORT_SCHEMA = {
             "properties": {"postgres": {"type": "string"}, "embedded": {"type": "boolean"}, "cpus": _count,
                            "platform": {"type": "string"}},
         },
+        "saturated": {"type": "boolean", "description": "some project's baseline was saturated: its numbers "
+                                                       "measure the overload of the machine, not locks"},
         "projects": {"type": "array", "minItems": 1, "items": _project},
         "summary": {
             "type": "array",
@@ -238,5 +251,96 @@ REPORT_SCHEMA = {
                 },
             },
         },
+    },
+}
+
+SUMMARY_FORMAT = "migrationlab-showdown-all/1"
+
+_failed_counts = {
+    "type": "object", "propertyNames": {"pattern": _endpoint_name},
+    "additionalProperties": _closed({"failures": _count, "requests": _count}),
+}
+
+# `showdown all`'s summary.json: a row per step of every scenario that finished, and each scenario's status.
+SUMMARY_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "migrationlab showdown all: summary",
+    "type": "object",
+    "required": ["format", "rows", "settings", "started_at", "wall_s", "interrupted", "saturated", "overloaded",
+                 "not_recovered", "scenarios", "steps", "goal"],
+    "additionalProperties": False,
+    "properties": {
+        "format": {"const": SUMMARY_FORMAT},
+        "rows": {"type": "integer", "minimum": 1},
+        "settings": _closed({"rate_per_s": _seconds, "timeout_s": _seconds, "long_query_s": _seconds_or_null}),
+        "started_at": {"type": "string", "description": "UTC, ISO 8601"},
+        "wall_s": _seconds,
+        "interrupted": {"type": "boolean", "description": "Ctrl-C ended the run: the summary of what finished"},
+        "saturated": {"type": "boolean", "description": "some project's numbers measure overload, not locks"},
+        "overloaded": {"type": "array", "items": {"type": "string"},
+                       "description": "per project with a saturated baseline, the reasons (its report's saturation)"},
+        "not_recovered": {"type": "array", "items": {"type": "string"},
+                          "description": "per project whose API did not come back to its baseline latency after a "
+                                         "step (and whose baseline was not saturated): overload, or a step that "
+                                         "left the API slower for good"},
+        "scenarios": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["scenario", "projects", "status", "reason", "folder", "wall_s"],
+                "additionalProperties": False,
+                "properties": {
+                    "scenario": {"type": "integer", "minimum": 1},
+                    "projects": {"type": "array", "items": {"type": "string"}},
+                    "status": {"enum": ["done", "failed", "interrupted", "not run"]},
+                    "reason": {"type": "string", "description": "why it failed, in one line"},
+                    "folder": {"type": "string", "description": "its results, relative to the summary"},
+                    "wall_s": _seconds,
+                    "report": {"type": "string"},
+                    "chart": {"type": "string"},
+                },
+            },
+        },
+        "steps": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["scenario", "project", "referenced_table", "migration", "kind", "duration_s", "failed",
+                             "longest_stall_s", "longest_stall_endpoint", "backlog_after_step_s", "strongest_lock",
+                             "claimed", "observed", "as_claimed", "goal_met", "goal", "overloaded", "not_recovered",
+                             "verdict"],
+                "additionalProperties": False,
+                "properties": {
+                    "scenario": {"type": "integer", "minimum": 1},
+                    "project": {"type": "string"},
+                    "referenced_table": {"type": ["string", "null"]},
+                    "migration": {"type": "string"},
+                    "kind": {"enum": ["risky", "safe"]},
+                    "duration_s": _seconds,
+                    "failed": _failed_counts,
+                    "longest_stall_s": _seconds,
+                    "longest_stall_endpoint": {"type": "string", "pattern": _endpoint_name},
+                    "backlog_after_step_s": _seconds,
+                    "strongest_lock": {
+                        "type": ["object", "null"], "required": ["relation", "mode", "held_s", "waited_s"],
+                        "additionalProperties": False,
+                        "properties": {"relation": {"type": "string"}, "mode": _lock["properties"]["mode"],
+                                       "held_s": _seconds, "waited_s": _seconds},
+                    },
+                    "claimed": _step["properties"]["claimed"],
+                    "observed": _step["properties"]["observed"],
+                    "as_claimed": {"type": "boolean"},
+                    "goal_met": {"type": "boolean", "description": "risky: stalled the API >= 0.5 s; safe: failed "
+                                                                  "no request"},
+                    "goal": {"type": "string"},
+                    "overloaded": {"type": "boolean", "description": "its project's baseline was saturated"},
+                    "not_recovered": {"type": "boolean",
+                                      "description": "its project's API did not come back to baseline latency"},
+                    "verdict": {"type": "string"},
+                },
+            },
+        },
+        "goal": _closed({"risky_steps": _count, "risky_stalled": _count, "safe_steps": _count,
+                         "safe_failed_nothing": _count, "missed": {"type": "array", "items": {"type": "string"}}}),
     },
 }
