@@ -19,10 +19,10 @@ $(STAMP): requirements/runtime.txt requirements/lab.txt requirements/dev.txt pyp
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Two workers (pytest-xdist): most of the suite waits on manage.py, gunicorn and PostgreSQL rather than on a core.
-# loadgroup keeps the tests that share one judgement (tests/test_lessons.py) on one worker.
+# Two workers (pytest-xdist), one per core; tests that share an expensive fixture run on the same worker
+# (tests/conftest.py, work_unit).
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -n 2 --dist loadscope
 
 demo: install
 	$(BIN)/python -m migrationlab showdown 1 --rows $(DEMO_ROWS) --out showdown-demo

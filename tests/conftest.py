@@ -150,3 +150,40 @@ def query(database_url: str, statement: str, params=None):
         rows = cursor.fetchall() if cursor.description else None
     connection.close()
     return rows
+
+
+# -- Two test workers (`make test`: pytest -n 2 --dist loadscope) ------------------------------------------------------
+# Tests that share an expensive fixture must run on one worker, or each worker builds it again (a catalog run, a
+# showdown, a lab, a judgement). pytest-xdist's own way, the xdist_group mark with --dist loadgroup, does nothing
+# under pytest 9 (it renames items through an attribute pytest 9 no longer reads), so the suite says here which
+# tests go together, and every other test is a work unit of its own.
+SHARED_BY_MODULE = {"test_catalog.py", "test_cli.py", "test_endpoints.py", "test_showdown_end_to_end.py"}
+SHARED_BY_FUNCTION = {"test_faults.py::test_the_lab_recovers_from_postgresql_killed_in_the_middle_of_a_step"}
+SHARED_BY_PARAMETER = {"test_lessons.py"}  # one judgement per project, for every test of that project
+
+
+def work_unit(nodeid: str) -> str:
+    """The tests that must run on the same worker share a work unit: the module, the function, or the parameter."""
+    path, _, rest = nodeid.partition("::")
+    module = path.rsplit("/", 1)[-1]
+    function, _, parameter = rest.partition("[")
+    if module in SHARED_BY_MODULE:
+        return path
+    if f"{module}::{function}" in SHARED_BY_FUNCTION:
+        return f"{path}::{function}"
+    if module in SHARED_BY_PARAMETER and parameter:
+        return f"{path}[{parameter}"
+    return nodeid
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return SharedFixtureScheduling(config, log)

@@ -15,8 +15,6 @@ import pytest
 from migrationlab import REPO_ROOT
 from migrationlab.catalog import OPERATIONS, _documented_mismatches, render_markdown, run_catalog
 
-# one catalog run (the module's `report`) serves every test: keep them on one xdist worker.
-pytestmark = pytest.mark.xdist_group("catalog")
 
 ROWS = 2_000
 

@@ -17,8 +17,6 @@ from migrationlab.scenarios import get_project
 from tests.conftest import free_port, manage, query
 from tests.conftest import seeded_database as seeded_database_of
 
-# one server (the module's `server`) serves every test: keep them on one xdist worker.
-pytestmark = pytest.mark.xdist_group("endpoints")
 
 PROJECT = "proj01_add_not_null_constraint"
 ROWS = 1000

@@ -13,9 +13,8 @@ from migrationlab.scenarios import all_projects
 from tests.conftest import ROWS, copy_of_seeded, manage
 
 
-# One judgement per project, shared by the three tests below, which run on the same test worker (xdist_group).
-@pytest.fixture(scope="module", params=[pytest.param(p.name, marks=pytest.mark.xdist_group(f"judge-{p.name}"))
-                                        for p in all_projects()])
+# One judgement per project, shared by the three tests below (on one test worker: conftest.work_unit).
+@pytest.fixture(scope="module", params=[p.name for p in all_projects()])
 def judged(request, pg):
     name = request.param
     project = next(p for p in all_projects() if p.name == name)

@@ -22,8 +22,6 @@ from migrationlab.scenarios import projects_of_scenario
 from migrationlab.showdown.schema import REPORT_SCHEMA, SUMMARY_SCHEMA
 from tests.conftest import query
 
-# One showdown (the module's `showdown`) serves every test: keep them on one xdist worker.
-pytestmark = pytest.mark.xdist_group("showdown-end-to-end")
 
 ROWS = 20_000
 
