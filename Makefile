@@ -22,7 +22,7 @@ $(STAMP): requirements/runtime.txt requirements/lab.txt requirements/dev.txt pyp
 # Two workers (pytest-xdist), one per core; tests that share an expensive fixture run on the same worker
 # (tests/conftest.py, work_unit).
 test: install
-	$(BIN)/python -m pytest -n 2 --dist loadscope
+	$(BIN)/python -m pytest -n 2 --dist loadscope --durations=25
 
 demo: install
 	$(BIN)/python -m migrationlab showdown 1 --rows $(DEMO_ROWS) --out showdown-demo

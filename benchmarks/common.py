@@ -148,7 +148,13 @@ def mib(size: int) -> str:
 
 class WriteProbe:
     """The API's write, from a connection of its own while a step runs: one UPDATE of a random row at a time
-    (closed loop, ~20 a second), timed. A write stuck behind the step is one long sample: `longest` shows it."""
+    (closed loop, ~20 a second), timed. A write stuck behind the step is one long sample: `longest` shows it.
+
+    Beside it, a watcher reads the probe's backend in pg_stat_activity every 10 ms, so each write over 250 ms
+    comes with what PostgreSQL saw it wait on: a row lock of the step (Lock:transactionid), or the server
+    (IO:WALSync, its commit's WAL flush; LWLock:WALWrite, queued behind another backend's; and so on)."""
+
+    SLOW = 0.25
 
     def __init__(self, database_url: str, table: str, column: str, rows: int, per_second: float = 20.0):
         import threading
@@ -156,8 +162,13 @@ class WriteProbe:
         self.database_url, self.table, self.column, self.rows = database_url, table, column, rows
         self.interval = 1 / per_second
         self.latencies: list[float] = []
+        self.writes: list[tuple[float, float]] = []  # (started, ended), monotonic
+        self.waits: list[tuple[float, str]] = []  # (when, wait event of the probe's backend), monotonic
         self.stopping = threading.Event()
+        self.probe_pid: int | None = None
+        self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
+        self.watcher = threading.Thread(target=self._watch, daemon=True)
 
     def _run(self) -> None:
         import random
@@ -168,37 +179,95 @@ class WriteProbe:
         connection = psycopg2.connect(self.database_url, application_name="benchmark-write-probe")
         connection.autocommit = True
         with connection.cursor() as cursor:
+            self.probe_pid = connection.get_backend_pid()
+            self.ready.set()
             while not self.stopping.is_set():
                 started = time.monotonic()
                 cursor.execute(f'UPDATE "{self.table}" SET "{self.column}" = now() WHERE id = %s',
                                [random.randint(1, self.rows)])
-                self.latencies.append(time.monotonic() - started)
+                ended = time.monotonic()
+                self.latencies.append(ended - started)
+                self.writes.append((started, ended))
                 self.stopping.wait(max(0.0, self.interval - (time.monotonic() - started)))
+        connection.close()
+
+    def _watch(self) -> None:
+        import time
+
+        import psycopg2
+
+        self.ready.wait()
+        connection = psycopg2.connect(self.database_url, application_name="benchmark-write-watcher")
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            while not self.stopping.is_set():
+                cursor.execute("SELECT wait_event_type || ':' || wait_event FROM pg_stat_activity WHERE pid = %s",
+                               [self.probe_pid])
+                row = cursor.fetchone()
+                if row and row[0]:
+                    self.waits.append((time.monotonic(), row[0]))
+                self.stopping.wait(0.01)
         connection.close()
 
     def __enter__(self):
         self.thread.start()
+        self.watcher.start()
         return self
 
     def __exit__(self, *exc):
         self.stopping.set()
         self.thread.join()
+        self.watcher.join()
+
+    def slow_write_waits(self) -> str:
+        """What the writes over 250 ms were seen waiting on: each wait event, with its share of the samples."""
+        from collections import Counter
+
+        seen: Counter = Counter()
+        for started, ended in self.writes:
+            if ended - started > self.SLOW:
+                seen.update(event for when, event in self.waits if started <= when <= ended)
+        total = sum(seen.values())
+        if not total:
+            return ""
+        return ", ".join(f"{event} {100 * count / total:.0f}%" for event, count in seen.most_common())
 
     def summary(self) -> str:
         if not self.latencies:
             return "no write"
         ordered = sorted(self.latencies)
         p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-        return f"{len(ordered)} writes: p99 {p99 * 1000:,.0f} ms, longest {ordered[-1] * 1000:,.0f} ms"
+        over = sum(1 for seconds in ordered if seconds > self.SLOW)
+        text = (f"{len(ordered)} writes: p99 {p99 * 1000:,.0f} ms, longest {ordered[-1] * 1000:,.0f} ms, "
+                f"{over} over 250 ms")
+        waits = self.slow_write_waits()
+        return f"{text} (seen waiting on: {waits})" if waits else text
 
 
-def measured_on_fresh_table(project, rows: int, body: str) -> dict:
+def copy_of_table(database_url: str, table: str) -> str:
+    """A copy of `table` (its rows and its indexes) that no migration touches: where a control probe writes."""
+    import psycopg2
+
+    copy = f"{table}_control_copy"
+    with psycopg2.connect(database_url) as connection, connection.cursor() as cursor:
+        cursor.execute(f'DROP TABLE IF EXISTS "{copy}"')
+        cursor.execute(f'CREATE TABLE "{copy}" (LIKE "{table}" INCLUDING ALL)')
+        cursor.execute(f'INSERT INTO "{copy}" SELECT * FROM "{table}"')
+    connection.close()
+    return copy
+
+
+def measured_on_fresh_table(project, rows: int, body: str, control: bool = False) -> dict:
     """Run `body` on a fresh table of `rows` rows at the project's start, after a CHECKPOINT, with a WriteProbe on:
-    its seconds, peak memory (bytes), WAL written, the table's state before and after, the probe's writes."""
+    its seconds, peak memory (bytes), WAL written, the table's state before and after, the probe's writes.
+
+    control=True: the probe writes to a copy of the table instead, which `body` never touches, so no write can
+    wait on a lock of the step: what the writes still suffer is the step's load on the server (WAL, I/O, CPU)."""
     with seeded_at_start(project, rows) as (url, _):
+        probed = copy_of_table(url, project.large_table) if control else project.large_table
         checkpoint(url)
         before = table_state(url, project.large_table)
-        with WriteProbe(url, project.large_table, project.write_field, rows) as probe:
+        with WriteProbe(url, probed, project.write_field, rows) as probe:
             seconds, output, peak_kib = measured(project.name, url, body)
         after = table_state(url, project.large_table)
         return {"rows": rows, "seconds": seconds, "peak": peak_kib * 1024, "wal": wal_bytes(url, before, after),

@@ -9,6 +9,9 @@ CHECKPOINT, while a write probe updates one random row at a time (~20 a second) 
 - 0003, the risky step as migrated: one UPDATE of every row in the migration's transaction;
 - 0004's operations (BackfillInBatches: ~50 ms batches of adapting width, 10 ms pauses, then VACUUM), run on the
   same fresh table as 0003 was (the migration itself runs after 0003, on a table 0003 has already rewritten);
+- the control: 0004's operations again, while the probe writes to a copy of the table that the backfill never
+  touches: no write can wait on its row locks, so whatever the writes still suffer is the backfill's load on the
+  server (WAL, I/O, CPU), not its locks;
 - a .save() per row in one transaction, the way a RunPython loop does it, on --loop-rows rows (default 100,000)
   and extrapolated to --rows: it is not run at full size.
 
@@ -61,6 +64,7 @@ def main() -> None:
     print(f"machine: {machine()}; rows: {args.rows:,}")
     risky = measured_on_fresh_table(project, args.rows, RISKY)
     batched = measured_on_fresh_table(project, args.rows, BATCHED)
+    control = measured_on_fresh_table(project, args.rows, BATCHED, control=True)
     loop_rows = min(args.loop_rows, args.rows)
     loop = measured_on_fresh_table(project, loop_rows, SAVE_LOOP)
     summary = next((text.strip() for text in batched["output"].splitlines() if "large_user: backfill done" in text), "")
@@ -71,6 +75,8 @@ def main() -> None:
         line("0003: one UPDATE, one transaction", risky),
         line("0004: BackfillInBatches, ~50 ms batches", batched,
              note=f"{summary.split('; ', 1)[-1]}; {vacuum.split(': ', 1)[-1]}"),
+        line("control: 0004 again, the probe writing to an untouched copy of the table", control,
+             note="no lock of the backfill's can reach these writes"),
         line(".save() per row, one transaction", loop),
     ]
     if loop_rows < args.rows:

@@ -3,8 +3,9 @@
 gen_random_uuid() is evaluated per row of each UPDATE, so every row gets a value of its own (compare 0006, where
 Django computed one uuid in Python and PostgreSQL copied it into every row). A writer that hits a row of the
 batch under way waits for that batch, never for the table. The batch width adapts after every batch so that a
-batch takes about 50 ms (from 1,000 ids, at most doubling from one batch to the next): a write never waits long,
-whatever the machine.
+batch takes about 50 ms (from 1,000 ids, at most doubling from one batch to the next), on a laptop as on a big
+server: a write waits on a row lock for at most about one batch. (The I/O the batches cause is another matter:
+this project's README gives the slowest write measured at 10M rows.)
 
 Safe to interrupt and re-run: it resumes at the first row still NULL, and never overwrites a value.
 """
