@@ -102,3 +102,24 @@ def test_the_pages_lab_commands_run_in_order(page, shared_lab):
                 subprocess.run([sys.executable, "-m", "migrationlab", "down", project.name, "--purge"],
                                cwd=REPO_ROOT, env=env, capture_output=True, stdin=subprocess.DEVNULL)
     assert ran, "nothing ran"
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def markdown_files() -> list[Path]:
+    tracked = subprocess.run(["git", "ls-files", "*.md"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    return [REPO_ROOT / name for name in tracked.stdout.split()]
+
+
+@pytest.mark.parametrize("page", markdown_files(), ids=lambda page: str(page.relative_to(REPO_ROOT)))
+def test_every_relative_link_names_a_file_of_the_repository(page):
+    """A link to a chart or a page that was never committed is a dead link on GitHub: the clone has no such file."""
+    dead = []
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):  # a web address, mailto:, or an anchor
+            continue
+        path = (page.parent / target.split("#")[0]).resolve()
+        if not path.exists():
+            dead.append(target)
+    assert not dead, f"{page.relative_to(REPO_ROOT)} links to files that are not in the repository: {dead}"
