@@ -234,7 +234,7 @@ def cmd_showdown(args) -> int:
 
     from migrationlab.errors import LabError
     from migrationlab.showdown.runner import Options, run
-    from migrationlab.showdown.suite import plan, run_all
+    from migrationlab.showdown.suite import plan, render_markdown, run_all, summarize_again
 
     if not 0 < args.rate <= 500:
         raise LabError(f"--rate must be more than 0 and at most 500 requests per second, got {args.rate:g}")
@@ -245,6 +245,11 @@ def cmd_showdown(args) -> int:
     every = args.scenario.lower() == "all"
     if args.only is not None and not every:
         raise LabError("--only is for `showdown all` (e.g. showdown all --only 1,9)")
+    if args.summarize_again is not None:
+        if not every:
+            raise LabError("--summarize-again is for `showdown all` (showdown all --summarize-again DIR)")
+        print(render_markdown(summarize_again(Path(args.summarize_again))))
+        return 0
     options = Options(selector=args.scenario, rows=args.rows or DEFAULT_ROWS, rate_per_s=args.rate,
                       timeout_s=args.timeout, out_dir=Path(args.out) if args.out else None,
                       database_url=args.database_url, long_query_s=args.long_query)
@@ -324,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "summary.md, summary.json and a folder per scenario (default ./showdown-all-TIME)")
     showdown.add_argument("--only", metavar="LIST", default=None,
                           help="with all: only these scenarios, e.g. 1,9")
+    showdown.add_argument("--summarize-again", metavar="DIR",
+                          help="with all: rewrite summary.md and summary.json of an earlier run in DIR from its "
+                               "reports, by this version's rules (nothing runs again)")
     showdown.add_argument("--database-url", metavar="URL",
                           help="run on this PostgreSQL >= 14 instead of the embedded one; the showdown creates and "
                                "drops databases of its own there (needs CREATEDB) and touches no other")

@@ -324,10 +324,32 @@ def test_the_summary_of_all_scenarios_has_a_row_per_step_and_says_what_failed(tm
     assert safe_row["goal_met"] and safe_row["goal"] == "failed nothing"
     missed = next(row for row in summary["steps"] if row["project"] == "proj04_change_column_type")
     assert not missed["goal_met"] and missed["overloaded"]  # a risky step that stalled nothing: said, not hidden
-    assert summary["goal"] == {"risky_steps": 2, "risky_stalled": 1, "safe_steps": 1, "safe_failed_nothing": 1,
+    assert summary["goal"] == {"risky_steps": 2, "risky_did_harm": 1, "safe_steps": 1, "safe_failed_nothing": 1,
                                "missed": [f"proj04_change_column_type {missed['migration']} (risky): no stall of "
                                           "0.5 s or more"]}
     assert "(overloaded)" in table[3] and "**NO**" in table[3]
+    # The same summary again from the folder alone (its summary.json and the reports), with nothing run.
+    for result in results:
+        if result.report:
+            (tmp_path / result.folder).mkdir()
+            (tmp_path / result.folder / "report.json").write_text(json.dumps(result.report))
+    assert suite.summarize_again(tmp_path) == summary
+    assert (tmp_path / "summary.md").read_text() == markdown
+
+
+def test_a_risky_step_claimed_to_fail_the_serving_release_does_its_harm_by_those_failures():
+    """A rename or a drop locks for milliseconds: its harm is the release still serving failing, not a stall."""
+    assert suite._claims_serving_release_fails("proj02_rename_column", "0006_rename_amt_to_amount")
+    assert suite._claims_serving_release_fails("proj05_drop_column", "0004_remove_catalog_page")
+    assert not suite._claims_serving_release_fails("proj02_rename_column", "0005_remove_ref")
+    assert not suite._claims_serving_release_fails(PROJECT, get_project(PROJECT).steps[0].migration)
+    assert not suite._claims_serving_release_fails("proj99_gone", "0002_anything")
+    assert suite._goal("risky", 0.3, 178, serving_release_failures=89) == (
+        True, "the release still serving failed 89 requests (178 in all)")
+    assert suite._goal("risky", 0.3, 0, serving_release_failures=0) == (
+        False, "the release still serving failed no request, and nothing stalled")
+    assert suite._goal("risky", 0.3, 178) == (False, "no stall of 0.5 s or more (but 178 requests failed)")
+    assert suite._goal("risky", 8.5, 207)[0] and suite._goal("safe", 0.0, 0) == (True, "failed nothing")
 
 
 def test_showdown_all_goes_on_after_a_scenario_fails(pg, lab_env, tmp_path):

@@ -254,7 +254,7 @@ REPORT_SCHEMA = {
     },
 }
 
-SUMMARY_FORMAT = "migrationlab-showdown-all/1"
+SUMMARY_FORMAT = "migrationlab-showdown-all/2"
 
 _failed_counts = {
     "type": "object", "propertyNames": {"pattern": _endpoint_name},
@@ -340,7 +340,7 @@ SUMMARY_SCHEMA = {
                 },
             },
         },
-        "goal": _closed({"risky_steps": _count, "risky_stalled": _count, "safe_steps": _count,
+        "goal": _closed({"risky_steps": _count, "risky_did_harm": _count, "safe_steps": _count,
                          "safe_failed_nothing": _count, "missed": {"type": "array", "items": {"type": "string"}}}),
     },
 }

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from migrationlab.errors import LabError
 from migrationlab.locks import lock_name, lock_strength
-from migrationlab.scenarios import Project, all_projects
+from migrationlab.scenarios import Project, ScenarioError, all_projects, get_project
 from migrationlab.showdown import analysis, runner
 from migrationlab.showdown.databases import ShowdownDatabases
 from migrationlab.showdown.processes import interrupts_deferred
@@ -137,13 +137,31 @@ def _strongest_lock(locks: list[dict]) -> dict | None:
             "waited_s": lock["waited_s"]}
 
 
-def _goal(kind: str, stall_s: float, failures: int) -> tuple[bool, str]:
-    """The issue's goal for a step: a risky step stalls the API (a stall of at least BLOCKED_AFTER_S), a safe
-    step fails no request (on any endpoint, a previous release's included)."""
+def _claims_serving_release_fails(project_name: str, migration: str) -> bool:
+    """Whether scenario.toml says the step fails the release still serving (previous_release = "fails")."""
+    try:
+        project = get_project(project_name)
+    except ScenarioError:  # a report of a project since renamed or removed
+        return False
+    return any(step.migration == migration and step.previous_release == "fails" for step in project.steps)
+
+
+def _goal(kind: str, stall_s: float, failures: int, serving_release_failures: int | None = None) -> tuple[bool, str]:
+    """The goal for a step: a risky step does the harm it claims, a safe step fails no request (on any endpoint, a
+    previous release's included).
+
+    The harm of most risky steps is a stall (at least BLOCKED_AFTER_S). A step that claims to fail the release still
+    serving (a rename, a drop: `serving_release_failures` is then that release's failed requests) locks for
+    milliseconds and stalls nothing: its harm is those failed requests."""
     if kind == "risky":
         failed = f"{failures} requests failed" if failures else ""
         if stall_s >= analysis.BLOCKED_AFTER_S:
             return True, f"stalled {stall_s:.1f} s" + (f", {failed}" if failed else "")
+        if serving_release_failures is not None:
+            if serving_release_failures:
+                return True, (f"the release still serving failed {serving_release_failures} requests "
+                              f"({failures} in all)")
+            return False, "the release still serving failed no request, and nothing stalled"
         return False, f"no stall of {analysis.BLOCKED_AFTER_S:g} s or more" + (f" (but {failed})" if failed else "")
     if failures:
         return False, f"{failures} requests failed"
@@ -160,7 +178,10 @@ def step_rows(scenario: int, report: dict) -> list[dict]:
             stall_endpoint = max(endpoints, key=lambda name: endpoints[name]["longest_stall_s"])
             stall_s = endpoints[stall_endpoint]["longest_stall_s"]
             failures = sum(stats["failures"] for stats in endpoints.values())
-            met, why = _goal(step["kind"], stall_s, failures)
+            serving = None
+            if step["kind"] == "risky" and _claims_serving_release_fails(project["project"], step["migration"]):
+                serving = sum(stats["failures"] for name, stats in endpoints.items() if name.startswith(PREVIOUS))
+            met, why = _goal(step["kind"], stall_s, failures, serving)
             rows.append({
                 "scenario": scenario,
                 "project": project["project"],
@@ -212,12 +233,38 @@ def build_summary(results: list[ScenarioResult], options: runner.Options, starte
                       for result in results],
         "steps": steps,
         "goal": {"risky_steps": sum(row["kind"] == "risky" for row in steps),
-                 "risky_stalled": sum(row["kind"] == "risky" and row["goal_met"] for row in steps),
+                 "risky_did_harm": sum(row["kind"] == "risky" and row["goal_met"] for row in steps),
                  "safe_steps": sum(row["kind"] == "safe" for row in steps),
                  "safe_failed_nothing": sum(row["kind"] == "safe" and row["goal_met"] for row in steps),
                  "missed": [f"{row['project']} {row['migration']} ({row['kind']}): {row['goal']}"
                             for row in steps if not row["goal_met"]]},
     }
+
+
+def summarize_again(folder: Path) -> dict:
+    """Rebuild summary.json and summary.md of an earlier `showdown all` from its folder (its summary.json for the
+    run's settings and scenarios, each scenario's report.json for the measurements), with this version's rules for
+    the goals and the table. Nothing runs again: the measurements are the run's."""
+    try:
+        earlier = json.loads((folder / "summary.json").read_text())
+        results = []
+        for scenario in earlier["scenarios"]:
+            report = None
+            if scenario["status"] == "done":
+                report = json.loads((folder / scenario["folder"] / "report.json").read_text())
+            results.append(ScenarioResult(scenario["scenario"], scenario["projects"], scenario["status"],
+                                          scenario["reason"], scenario["folder"], scenario["wall_s"], report))
+        settings = earlier["settings"]
+        options = runner.Options(selector="all", rows=earlier["rows"], rate_per_s=settings["rate_per_s"],
+                                 timeout_s=settings["timeout_s"], long_query_s=settings["long_query_s"])
+        started_at = datetime.fromisoformat(earlier["started_at"])
+        summary = build_summary(results, options, started_at, earlier["wall_s"], earlier["interrupted"])
+    except OSError as problem:
+        raise LabError(f"{folder} holds no finished `showdown all`: {problem.strerror or problem}") from None
+    except (ValueError, KeyError, TypeError) as problem:
+        raise LabError(f"{folder}: not the summary and reports of a `showdown all` ({problem})") from None
+    write_summary(summary, folder)
+    return summary
 
 
 def write_summary(summary: dict, folder: Path) -> None:
@@ -260,7 +307,8 @@ def render_markdown(summary: dict) -> str:
         lines += ["**Interrupted (Ctrl-C): the summary of what finished.**", ""]
     failed = [s for s in summary["scenarios"] if s["status"] == "failed"]
     lines += [f"Started {summary['started_at']}, took {summary['wall_s'] / 60:.1f} min. "
-              f"Risky steps that stalled the API: {goal['risky_stalled']} of {goal['risky_steps']}; safe steps that "
+              f"Risky steps that did the harm they claim (a stall; for a rename or a drop, the release still serving "
+              f"failing): {goal['risky_did_harm']} of {goal['risky_steps']}; safe steps that "
               f"failed nothing: {goal['safe_failed_nothing']} of {goal['safe_steps']}."
               + (f" Scenarios that failed: {len(failed)}." if failed else ""), ""]
     lines += [f"- missed: {text}" for text in goal["missed"]] + ([""] if goal["missed"] else [])
