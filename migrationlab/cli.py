@@ -15,6 +15,8 @@
                                   rewrite, scan, seconds (writes docs/catalog.md)
     showdown all [--rows N] [--only 1,9]
                                   every scenario in turn: one summary (summary.md, summary.json)
+    showdown all --summarize-again DIR
+                                  an earlier run's summary rewritten from its reports (nothing runs)
 
 Environment:
     MIGRATIONLAB_HOME      where the lab keeps its state: PostgreSQL's data and password, pid files, logs
