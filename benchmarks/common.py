@@ -230,7 +230,8 @@ class WriteProbe:
         total = sum(seen.values())
         if not total:
             return ""
-        return ", ".join(f"{event} {100 * count / total:.0f}%" for event, count in seen.most_common())
+        shares = [(event, 100 * count / total) for event, count in seen.most_common()]
+        return ", ".join(f"{event} {share:.0f}%" if share >= 0.5 else f"{event} <1%" for event, share in shares)
 
     def summary(self) -> str:
         if not self.latencies:
