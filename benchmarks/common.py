@@ -196,7 +196,9 @@ class WriteProbe:
 
         import psycopg2
 
-        self.ready.wait()
+        while not self.ready.wait(0.1):  # the probe's backend, once it is connected
+            if self.stopping.is_set():
+                return
         connection = psycopg2.connect(self.database_url, application_name="benchmark-write-watcher")
         connection.autocommit = True
         with connection.cursor() as cursor:

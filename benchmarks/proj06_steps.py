@@ -16,7 +16,8 @@ CHECKPOINT, while a write probe updates one random row at a time (~20 a second) 
   and extrapolated to --rows: it is not run at full size.
 
 For each: seconds, WAL written (pg_current_wal_lsn before and after), the table's heap and total size before and
-after, its dead rows afterwards, and the probe's writes (p99 and the longest).
+after, its dead rows afterwards, and the probe's writes (p99, the longest, how many took over 250 ms and what
+those were seen waiting on in pg_stat_activity).
 """
 
 import argparse
