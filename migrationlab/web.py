@@ -201,19 +201,26 @@ def listing(model, page, fields) -> JsonResponse:
     )
 
 
+RANDOM_ROW_TRIES = 5
+
+
 def update_one(request, model, fields) -> JsonResponse:
-    """Set the write_field of the row the request names (else a random one) to now(); the row."""
-    row_id = requested_id(request)
-    if row_id is None:
-        row_id = random_existing_id(model)
+    """Set the write_field of the row the request names (else a random one) to now(); the row.
+
+    A random row can be deleted between the pick and the UPDATE (a retention job deleting old rows, or the UPDATE
+    waited on the row lock of the DELETE that removed it): then another one is picked, a few times, since the
+    request asked for any row. A row the request named and that is gone is a 404."""
+    named = requested_id(request)
+    for _ in range(1 if named is not None else RANDOM_ROW_TRIES):
+        row_id = named if named is not None else random_existing_id(model)
         if row_id is None:
             return error(404, f"{model._meta.db_table} is empty; seed it first")
-    updated = model.objects.filter(pk=row_id).update(**{settings.MIGRATIONLAB_WRITE_FIELD: Now()})
-    # .first(), not .get(): the row may be deleted between the two statements, and that is a 404, not a 500.
-    row = model.objects.filter(pk=row_id).values(*fields).first() if updated else None
-    if row is None:
-        return error(404, f"no row with id {row_id} in {model._meta.db_table}")
-    return JsonResponse({"updated": row})
+        updated = model.objects.filter(pk=row_id).update(**{settings.MIGRATIONLAB_WRITE_FIELD: Now()})
+        # .first(), not .get(): the row may be deleted between the two statements, and that is a 404, not a 500.
+        row = model.objects.filter(pk=row_id).values(*fields).first() if updated else None
+        if row is not None:
+            return JsonResponse({"updated": row})
+    return error(404, f"no row with id {row_id} in {model._meta.db_table}")
 
 
 def create_one(request, model, fields) -> JsonResponse:

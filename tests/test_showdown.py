@@ -9,6 +9,7 @@ long it took. FAILSAFE_S only bounds a broken run.
 import dataclasses
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -51,6 +52,24 @@ def test_percentiles_are_nearest_rank():
     assert analysis.percentile(values, 0.99) == values[98]
     assert analysis.percentile([0.3], 0.99) == 0.3
     assert analysis.percentile([], 0.5) is None
+
+
+@pytest.mark.parametrize("status, error, failed", [(200, None, False), (404, None, True), (503, None, True),
+                                                    (301, None, True), (204, None, True), (None, "timeout", True),
+                                                    (None, "Connection refused", True)])
+def test_a_request_fails_as_the_talks_curl_loop_counts_it(status, error, failed):
+    """The curl loop prints FAILED for anything but a 200, or no answer within --max-time: so does the showdown."""
+    assert request(0, 0.01, status, error).failed is failed
+
+
+def test_the_probes_write_names_no_row_like_the_curl_loop():
+    """A row the probe named could be one the step deleted (proj10): a 404 that the curl loop never sees."""
+    for name in (PROJECT, "proj10_large_deletes", "proj07_add_foreign_key"):
+        project = get_project(name)
+        for target in runner._targets(project, 8000, 1_000_000):
+            if "update" in target.name and not project.write_query:
+                first_line = target.request(random.Random(1)).split(b"\r\n")[0]
+                assert b"?" not in first_line, (name, first_line)
 
 
 def test_normal_latency_is_three_baseline_p90s_with_a_floor():

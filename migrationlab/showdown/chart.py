@@ -67,7 +67,7 @@ def _latency_panel(axis, project: dict, requests: list[Request], endpoint: str, 
         axis.scatter([r.sent_s for r in previous if r.failed], [max(r.latency_s, 1e-3) for r in previous if r.failed],
                      s=14, marker="1", color="#d62728", label="previous release, failed")
     axis.scatter([r.sent_s for r in failed], [max(r.latency_s, 1e-3) for r in failed], s=16, marker="x",
-                 color="#d62728", lw=0.9, label="failed (timeout, 5xx)")
+                 color="#d62728", lw=0.9, label="failed (not 200, or no answer)")
     axis.axhline(timeout_s, color="#d62728", ls="--", lw=0.8)
     axis.text(1.0, timeout_s, f" timeout {timeout_s:g} s", transform=axis.get_yaxis_transform(), fontsize=7,
               va="center", color="#d62728")

@@ -155,20 +155,20 @@ def _actors_of(step, options: Options) -> tuple[Actor, ...]:
 
 def _targets(project: Project, port: int, rows: int, prefix: str = "", referenced_port: int | None = None
              ) -> list[Target]:
-    """The two endpoints; writes name a random row, so that a write that waits, waits in its UPDATE. Reads send
-    the project's read_query, if it has one (a lookup that an index serves), writes its write_query (an insert). In a project with a referenced
-    table, its read and write as well, on `referenced_port` if given."""
+    """The two endpoints. A write names no row, as the talk's curl loop does: the endpoint updates a random row that
+    exists (a step that deletes rows, proj10's, must not turn the probe's writes into 404s of rows it deleted).
+    Reads send the project's read_query, if it has one (a lookup that an index serves), writes its write_query (an
+    insert). In a project with a referenced table, its read and write as well, on `referenced_port` if given."""
     reads, writes = ENDPOINTS
     targets = [Target(f"{prefix}{reads[0]}", "127.0.0.1", port, reads[1], f"/{reads[0]}/",
                       rows if project.read_query else 0, project.read_query),
-               Target(f"{prefix}{writes[0]}", "127.0.0.1", port, writes[1], f"/{writes[0]}/", rows,
-                      project.write_query)]
+               Target(f"{prefix}{writes[0]}", "127.0.0.1", port, writes[1], f"/{writes[0]}/",
+                      rows if project.write_query else 0, project.write_query)]
     if project.referenced_table:
         (reads, read_method), (writes, write_method) = REFERENCED_ENDPOINTS
         port = referenced_port or port
         targets += [Target(f"{prefix}{reads}", "127.0.0.1", port, read_method, f"/{reads}/"),
-                    Target(f"{prefix}{writes}", "127.0.0.1", port, write_method, f"/{writes}/",
-                           project.referenced_rows)]
+                    Target(f"{prefix}{writes}", "127.0.0.1", port, write_method, f"/{writes}/")]
     return targets
 
 

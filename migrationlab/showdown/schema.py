@@ -28,7 +28,7 @@ _endpoint = {
     "additionalProperties": False,
     "properties": {
         "requests": _count,
-        "failures": {**_count, "description": "no answer (timeout, connection error) or an HTTP status >= 400"},
+        "failures": {**_count, "description": "as the talk's curl loop counts them: any HTTP status but 200, or no answer within the timeout (timeout, connection error)"},
         "timeouts": _count,
         "p50_s": _seconds_or_null,
         "p95_s": _seconds_or_null,
