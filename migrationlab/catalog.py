@@ -46,9 +46,10 @@ from psycopg2 import errors as pg_errors
 
 from migrationlab import REPO_ROOT
 from migrationlab.errors import LabError
-from migrationlab.lockjudge import (
-    FAILSAFE_SECONDS, PHASE_STOPS, POLL_SECONDS, RETRIES_WHEN_TIMED_OUT, HeldTransactions, Pause, _verdict,
-    rows_read_and_written, waits_on,
+from migrationlab import judgecore
+from migrationlab.judgecore import (
+    FAILSAFE_SECONDS, POLL_SECONDS, RETRIES_WHEN_TIMED_OUT, HeldTransactions, Pause, StopsWhileWaiting,
+    rows_read_and_written, sql_sender, strongest, verdict,
 )
 from migrationlab.locks import lock_name, lock_strength
 from migrationlab.showdown.databases import ShowdownDatabases, _first_line
@@ -471,62 +472,28 @@ def probe_statements(rows: int) -> dict[str, tuple[str, str]]:
 
 # -- judging ----------------------------------------------------------------------------------------------------
 
-class Probes:
+class Probes(judgecore.Probes):
     """The read and the write of the operation's table (and of its other table), each from a connection of its own;
-    a probe that waits is cancelled (lockjudge.waits_on). Any other failure of a probe is a fault of the catalog."""
+    a probe that waits is cancelled (judgecore.waits_on). Any other failure of a probe is a fault of the catalog."""
 
     def __init__(self, url: str, monitor, operation: Operation, rows: int):
-        self.url, self.monitor, self.operation = url, monitor, operation
-        self.statements = probe_statements(rows)
+        self.operation = operation
         self.failures: list[str] = []
-
-    def _sender(self, statement: str):
-        def send(connected) -> None:
-            connection = connect(self.url, "catalog-probe")
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_backend_pid()")
-                    connected(cursor.fetchone()[0])
-                    try:
-                        cursor.execute(statement)
-                    except pg_errors.QueryCanceled:
-                        pass
-                    except psycopg2.Error as failure:
-                        self.failures.append(f"{statement}: {_first_line(failure)}")
-            finally:
-                connection.close()
-        return send
+        statements = probe_statements(rows)
+        tables = [operation.table] + ([operation.other] if operation.other else [])
+        new = lambda: connect(url, "catalog-probe")  # noqa: E731
+        super().__init__(monitor, {table: tuple(sql_sender(new, statement, self.failures)
+                                                for statement in statements[table]) for table in tables})
 
     def probe(self, pause: Pause, pid: int) -> None:
-        read, write = self.statements[self.operation.table]
-        pause.read_waited = waits_on(self.monitor, pid, self._sender(read))
-        pause.write_waited = waits_on(self.monitor, pid, self._sender(write))
-        if self.operation.other:
-            read, write = self.statements[self.operation.other]
-            pause.referenced_read_waited = waits_on(self.monitor, pid, self._sender(read))
-            pause.referenced_write_waited = waits_on(self.monitor, pid, self._sender(write))
+        super().probe(pause, pid)
         if self.failures:
             raise LabError(f"{self.operation.name}: a probe failed: {self.failures[0]}")
-
-    @staticmethod
-    def waited(pause: Pause) -> bool:
-        return pause.read_waited or pause.write_waited or pause.referenced_read_waited or pause.referenced_write_waited
 
 
 def _scalar(cursor, statement: str, params=None):
     cursor.execute(statement, params)
     return cursor.fetchone()[0]
-
-
-def _locks(monitor, pid: int, oid: int | None) -> tuple[list[str], list[str]]:
-    """The modes `pid` holds on the relation, and those it waits for."""
-    if oid is None:
-        return [], []
-    with monitor.cursor() as cursor:
-        cursor.execute("SELECT mode, granted FROM pg_locks WHERE pid = %s AND relation = %s", [pid, oid])
-        rows = cursor.fetchall()
-    order = lambda modes: sorted(set(modes), key=lock_strength)  # noqa: E731
-    return order(m for m, granted in rows if granted), order(m for m, granted in rows if not granted)
 
 
 def _relfilenodes(monitor, oids: list[int]) -> list[int]:
@@ -598,11 +565,6 @@ class Judge:
             except psycopg2.Error:
                 pass
 
-    def _note_locks(self, pause: Pause) -> list[str]:
-        pause.locks, queued = _locks(self.monitor, self.pid, self.oid)
-        pause.referenced_locks, _ = _locks(self.monitor, self.pid, self.other_oid)
-        return queued
-
     def run(self) -> Measurement:
         oids = [oid for oid in (self.oid, self.other_oid) if oid is not None]
         before = _relfilenodes(self.monitor, oids)
@@ -613,16 +575,18 @@ class Judge:
         after = _relfilenodes(self.monitor, oids)
         result = self.result
         result.rewrite = before[0] != after[0]
-        result.locks = sorted({m for p in pauses for m in p.locks}, key=lock_strength)
-        result.other_locks = sorted({m for p in pauses for m in p.referenced_locks}, key=lock_strength)
-        result.reads = _verdict(pauses, "read_waited", self.rows)
-        result.writes = _verdict(pauses, "write_waited", self.rows)
-        if self.operation.other:
-            result.other_reads = _verdict(pauses, "referenced_read_waited", self.rows)
-            result.other_writes = _verdict(pauses, "referenced_write_waited", self.rows)
+        table, other, rows = self.operation.table, self.operation.other, {self.oid: self.rows}
+        modes = lambda name: sorted({m for p in pauses for m in p.table(name).locks}, key=lock_strength)  # noqa: E731
+        result.locks = modes(table)
+        result.queued_locks = sorted({m for p in pauses for m in p.table(table).queued}, key=lock_strength)
+        result.reads, result.writes = verdict(pauses, table, "read", rows), verdict(pauses, table, "write", rows)
+        if other:
+            result.other_locks = modes(other)
+            result.other_reads = verdict(pauses, other, "read", rows)
+            result.other_writes = verdict(pauses, other, "write", rows)
         if result.rows_read is not None:
             result.scan = result.rows_read >= self.rows
-        result.stops = [asdict(p) for p in pauses]
+        result.stops = [_stop(p, table, other) for p in pauses]
         return result
 
     def _ended(self, error: psycopg2.Error | None) -> None:
@@ -647,13 +611,12 @@ class Judge:
             except psycopg2.Error as failure:  # an aborted transaction keeps its locks until the ROLLBACK
                 error = failure
             self.result.seconds = time.perf_counter() - started
-            pause = Pause(self.operation.sql, 1, 0, 0)
+            pause = Pause(self.operation.sql, 1)
             if error is None:
                 after = rows_read_and_written(cursor, self.oid)
                 self.result.rows_read, self.result.rows_written = after[0] - before[0], after[1] - before[1]
-                pause.rows_after = max(self.result.rows_read, self.result.rows_written)
-            self._note_locks(pause)
-            self.probes.probe(pause, self.pid)
+                pause.rows_after = {self.oid: max(self.result.rows_read, self.result.rows_written)}
+            self.probes.stop(pause, self.pid)
             cursor.execute("ROLLBACK" if error else "COMMIT")
         self._ended(error)
         return [pause]
@@ -671,7 +634,7 @@ class Judge:
                 pauses = self._stops(running, held)
                 running.join()
                 # A lock_timeout may end the wait before the probes queued: judge the next attempt.
-                if kind != "lock_queue" or any(Probes.waited(p) for p in pauses):
+                if kind != "lock_queue" or any(p.waited() for p in pauses):
                     break
         finally:
             held.end_all()
@@ -683,42 +646,40 @@ class Judge:
             # It queued behind our report, the probes behind it; it then held that lock for all its work.
             for pause in pauses:
                 pause.waiting_for = None
-                pause.rows_after = max(self.result.rows_read or 0, self.result.rows_written or 0)
+                pause.rows_after = {self.oid: max(self.result.rows_read or 0, self.result.rows_written or 0)}
         return pauses
 
     def _stops(self, running: Running, held: HeldTransactions) -> list[Pause]:
+        """The stops while the statement waits on a transaction of ours (judgecore.StopsWhileWaiting)."""
+        lock_queue = self.operation.kind == "lock_queue"
+        # A statement with a lock_timeout gives up while the report runs on: the report is not ended for it.
+        waiting = StopsWhileWaiting(self.monitor, held, self.probes, self.pid,
+                                    keep_report=lock_queue and self.lock_timeout != "0")
+        statement = Pause(self.operation.sql, 1, lock_timeout=self.lock_timeout)
         pauses: list[Pause] = []
-        stops = 0
         deadline = time.monotonic() + FAILSAFE_SECONDS
         while not running.finished.wait(POLL_SECONDS):
-            if pauses and self.operation.kind == "lock_queue":
+            if pauses and lock_queue:
                 continue  # judged: the report stays until the statement's lock_timeout ends its wait
-            holder = held.holding_up(self.monitor, self.pid)
-            if holder is None:
+            pause = waiting.poll(statement)
+            if pause is None:
                 if time.monotonic() > deadline:
                     raise LabError(f"{self.operation.name}: neither finished nor waited on the catalog's "
                                    f"transaction for {FAILSAFE_SECONDS:.0f} s")
                 continue
-            holder_pid, holder_kind = holder
-            with self.monitor.cursor() as cursor:
-                cursor.execute("SELECT phase FROM pg_stat_progress_create_index WHERE pid = %s", [self.pid])
-                phase = cursor.fetchone()
-            pause = Pause(self.operation.sql, 1, 0, 0, waiting_for="report" if holder_kind == "report"
-                          else "open transaction", phase=phase[0] if phase else None, lock_timeout=self.lock_timeout)
-            queued = self._note_locks(pause)
-            self.probes.probe(pause, self.pid)
-            if self.operation.kind == "lock_queue" and not Probes.waited(pause) \
-                    and held.holding_up(self.monitor, self.pid) is None:
-                continue  # its lock_timeout ended the wait before the probes queued: inconclusive
-            self.result.queued_locks = sorted(set(self.result.queued_locks) | set(queued), key=lock_strength)
             pauses.append(pause)
-            if holder_kind == "writer" and stops < PHASE_STOPS - 1:
-                held.hold("writer")  # the next phase waits for this one
-                stops += 1
-            if self.operation.kind != "lock_queue" or self.lock_timeout == "0":
-                held.end(holder_pid)  # (a statement with a lock_timeout gives up while the report runs on)
             deadline = time.monotonic() + FAILSAFE_SECONDS
         return pauses
+
+
+def _stop(pause: Pause, table: str, other: str | None) -> dict:
+    """One stop as the catalog reports it (report.json's `stops`)."""
+    main, second = pause.table(table), pause.tables.get(other) if other else None
+    return {"statement": pause.statement, "locks": main.locks, "queued_locks": main.queued,
+            "read_waited": main.read_waited, "write_waited": main.write_waited,
+            "other_locks": second.locks if second else [], "other_read_waited": bool(second and second.read_waited),
+            "other_write_waited": bool(second and second.write_waited), "rows_after": pause.work(),
+            "waiting_for": pause.waiting_for, "phase": pause.phase, "lock_timeout": pause.lock_timeout}
 
 
 def time_alone(operation: Operation, url: str) -> float:

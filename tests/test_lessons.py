@@ -110,3 +110,12 @@ def test_behind_a_long_report_no_safe_step_makes_traffic_wait_for_it(name, seede
             for stop in judgement["stopped_while_waiting"]:  # queued behind it: only for its lock_timeout
                 if stop["waiting_for"] == "report" and (stop["read_waited"] or stop["write_waited"]):
                     assert stop["lock_timeout"] not in (None, "0"), stop
+
+
+def test_the_text_verdicts_start_on_lines_of_their_own(seeded):
+    """A batched step's progress lines end without a newline: the first verdict must not run into the last one."""
+    name = "proj01_safe_backfill"
+    project = next(p for p in all_projects() if p.name == name)
+    lines = manage(name, seeded(name, ROWS), "judge_locks").stdout.splitlines()
+    for step in project.steps:
+        assert any(line.startswith(step.migration) for line in lines), (step.migration, lines)

@@ -65,6 +65,8 @@ class Command(BaseCommand):
                     # A project with releases: what the release still serving answers now (previous_release).
                     judge_releases(project, step, judgement, write_id)
                     judgements.append(judgement)
+                # The batched operations' progress lines start with a newline and end without one: end the last.
+                sys.stdout.write("\n")
         except DatabaseError as failure:
             raise CommandError(f"a step failed: {str(failure).strip().splitlines()[0]}") from failure
         finally:
