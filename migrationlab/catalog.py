@@ -39,20 +39,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import psycopg2
-from psycopg2 import errors as pg_errors
 
 from migrationlab import REPO_ROOT
 from migrationlab.errors import LabError
 from migrationlab import judgecore
 from migrationlab.judgecore import (
     FAILSAFE_SECONDS, POLL_SECONDS, RETRIES_WHEN_TIMED_OUT, HeldTransactions, Pause, StopsWhileWaiting,
-    rows_read_and_written, sql_sender, strongest, verdict,
+    rows_read_and_written, sql_sender, verdict,
 )
 from migrationlab.locks import lock_name, lock_strength
-from migrationlab.showdown.databases import ShowdownDatabases, _first_line
+from migrationlab.databases import ScratchDatabases, first_line
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "catalog.md"
 DEFAULT_ROWS = 100_000
@@ -376,21 +374,6 @@ class Measurement:
 
 # -- the databases ----------------------------------------------------------------------------------------------
 
-class CatalogDatabases(ShowdownDatabases):
-    """The showdown's: the lab's embedded PostgreSQL (started if need be, stopped again if it was started here) or
-    a server given by URL; each database created here is dropped on leaving, Ctrl-C included."""
-
-    def _check_server(self) -> str:
-        try:
-            return super()._check_server()
-        except LabError as problem:
-            raise LabError(str(problem).replace("the showdown", "the catalog")) from None
-
-    def new(self) -> tuple[str, str]:
-        """A new, empty database for one run of the catalog (showdown_catalog_<random>): (name, URL)."""
-        return self.create(SimpleNamespace(name="catalog"))
-
-
 def connect(url: str, application_name: str = "catalog", autocommit: bool = True):
     """A connection to the catalog's database, its search_path the catalog's schema."""
     connection = psycopg2.connect(url, application_name=application_name, connect_timeout=10,
@@ -594,7 +577,7 @@ class Judge:
         if error is None and expected:
             raise LabError(f"{self.operation.name}: expected it to fail ({expected}), it succeeded")
         if error is not None:
-            message = _first_line(error)
+            message = first_line(error)
             if not expected or expected not in message:
                 raise LabError(f"{self.operation.name}: {message}")
             self.result.outcome = f"fails: {message}"
@@ -730,7 +713,7 @@ def run_catalog(rows: int, database_url: str | None = None, operations: tuple[Op
                 say=print) -> dict:
     """Judge every operation; the report (as JSON-ready data)."""
     started_at = datetime.now(timezone.utc)
-    with CatalogDatabases(database_url) as databases:
+    with ScratchDatabases(database_url, user="the catalog", prefix="catalog") as databases:
         connection = connect(databases.admin_dsn, "catalog-version")
         try:
             with connection.cursor() as cursor:
@@ -739,7 +722,7 @@ def run_catalog(rows: int, database_url: str | None = None, operations: tuple[Op
             connection.close()
         say(f"Catalog: {len(operations)} operations on {rows:,} rows; PostgreSQL {databases.server_version}: "
             f"{databases.description}")
-        _, url = databases.new()
+        _, url = databases.create("run")
         seeding = time.perf_counter()
         seed(url, rows)
         say(f"  seeding {rows:,} rows takes {time.perf_counter() - seeding:.1f} s; "

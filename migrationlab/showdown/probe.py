@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from migrationlab.showdown.clock import Clock
-from migrationlab.showdown.processes import favour_this_thread, notify_without_waiting
+from migrationlab.processes import favour_this_thread, notify_without_waiting
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from migrationlab.showdown.console import Ticker, live_status
 from migrationlab.showdown.databases import ShowdownDatabases
 from migrationlab.showdown.probe import Probe, Request, Target
 from migrationlab.serving import free_port
-from migrationlab.showdown.processes import interrupts_deferred
+from migrationlab.processes import interrupts_deferred
 from migrationlab.showdown.report import (
     ProjectRun, Settings, StepRun, build_report, render_project, render_summary, write_json, write_requests_csv,
 )

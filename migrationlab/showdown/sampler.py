@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg2
 
 from migrationlab.showdown.clock import Clock
-from migrationlab.showdown.processes import favour_this_thread, notify_without_waiting
+from migrationlab.processes import favour_this_thread, notify_without_waiting
 
 SAMPLER_APPLICATION = "showdown-sampler"
 
@@ -87,9 +88,12 @@ class LockSample:
 
 
 class LockSampler:
-    """Sample the locks on `tables` of the database at `database_url` until stop()."""
+    """Sample the locks on `tables` of the database at `database_url` until stop().
 
-    def __init__(self, database_url: str, tables: list[str], clock: Clock, interval_s: float = 0.025):
+    `keep`: how many of the latest samples to keep (default: all; the watch, which may run for hours, keeps a few)."""
+
+    def __init__(self, database_url: str, tables: list[str], clock: Clock, interval_s: float = 0.025,
+                 keep: int | None = None):
         self.database_url = database_url
         self.tables = list(tables)
         self.clock = clock
@@ -97,7 +101,7 @@ class LockSampler:
         self.errors = 0
         self.last_error: str | None = None
         self.cpu_s = 0.0  # CPU time of the sampler's thread, known after stop()
-        self._samples: list[LockSample] = []
+        self._samples: list[LockSample] | deque[LockSample] = deque(maxlen=keep) if keep else []
         self._changed = threading.Condition()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="showdown-sampler", daemon=True)

@@ -22,7 +22,7 @@ from migrationlab.locks import lock_name, lock_strength
 from migrationlab.scenarios import Project, ScenarioError, all_projects, get_project
 from migrationlab.showdown import analysis, runner
 from migrationlab.showdown.databases import ShowdownDatabases
-from migrationlab.showdown.processes import interrupts_deferred
+from migrationlab.processes import interrupts_deferred
 from migrationlab.showdown.report import MAIN_ENDPOINTS, REFERENCED_ENDPOINTS
 from migrationlab.showdown.schema import SUMMARY_FORMAT
 

@@ -1,4 +1,4 @@
-"""Not being interrupted while cleaning up the processes a showdown started."""
+"""Not being interrupted while cleaning up the processes and databases a command started; measuring threads first."""
 
 from __future__ import annotations
 
