@@ -3,17 +3,12 @@
 # The image holds the runtime only (requirements/runtime.txt): no embedded PostgreSQL, no lab extras.
 FROM python:3.11-slim-bookworm
 
-ARG PROJECT
-# A missing build arg would otherwise give an image that only fails when it starts.
-RUN test -n "$PROJECT" || { echo "build with --build-arg PROJECT=<project folder>" >&2; exit 1; }
-
 # /app plays the repo root: migrationlab finds the project beside itself (REPO_ROOT = parent of migrationlab/).
 ENV PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PROJECT=${PROJECT}
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # A fixed uid/gid, so file ownership and security policies (runAsNonRoot) do not depend on build order. A real
 # home: gunicorn (>= 25.1) puts its control socket in ~/.gunicorn unless XDG_RUNTIME_DIR is set.
@@ -21,9 +16,16 @@ RUN groupadd --system --gid 10001 lab \
     && useradd --system --uid 10001 --gid lab --create-home --home-dir /home/lab --shell /usr/sbin/nologin lab
 
 WORKDIR /app
-# Dependencies first: this layer stays cached while the code changes.
+# Dependencies first, and before the project is named: everything up to here is the same for all fourteen projects,
+# so this layer is built (and downloaded) once and every project's image reuses it from the cache. An ARG or ENV
+# PROJECT above this point would give each project its own copy (a RUN's cache key includes the build args in scope).
 COPY requirements/runtime.txt requirements/runtime.txt
 RUN pip install --no-cache-dir -r requirements/runtime.txt
+
+ARG PROJECT
+# A missing build arg would otherwise give an image that only fails when it starts.
+RUN test -n "$PROJECT" || { echo "build with --build-arg PROJECT=<project folder>" >&2; exit 1; }
+ENV PROJECT=${PROJECT}
 
 COPY migrationlab/ migrationlab/
 COPY ${PROJECT}/ ${PROJECT}/
