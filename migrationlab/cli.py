@@ -17,6 +17,10 @@
                                   every scenario in turn: one summary (summary.md, summary.json)
     showdown all --summarize-again DIR
                                   an earlier run's summary rewritten from its reports (nothing runs)
+    judge --settings MODULE [APP_LABEL [MIGRATION]] [--rows N] [--stats FILE | --production-rows L.M=N]
+                                  any Django project's migrations, judged by PostgreSQL on a scratch database:
+                                  locks, reads/writes waiting, rewrite, scan, seconds, the safe way (exit 1: waits)
+    stats --database-url URL      a read-only snapshot of production's table sizes and applied migrations
 
 Environment:
     MIGRATIONLAB_HOME      where the lab keeps its state: PostgreSQL's data and password, pid files, logs
@@ -349,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_argument("--json", action="store_true", help="print the measurements as JSON (progress: stderr)")
     catalog.add_argument("--out", metavar="FILE", help="where the Markdown goes (default docs/catalog.md)")
     catalog.set_defaults(run=cmd_catalog)
+
+    from migrationlab.judge.command import add_parsers as add_judge_parsers
+    add_judge_parsers(commands)
     return parser
 
 

@@ -74,6 +74,11 @@ class Pause:
     phase: str | None = None
     lock_timeout: str | None = None
     seconds: float | None = None  # the statement's own time (None for a stop while it waits)
+    # Per measured table oid, as the statement's own transaction sees it: (rows read, rows written, relfilenode),
+    # before and after the statement (empty outside a transaction).
+    detail_before: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    detail_after: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    probed: bool = True  # False past the front end's limit of stops: the statement ran on unprobed
 
     def table(self, name: str) -> TableStop:
         return self.tables.setdefault(name, TableStop())
@@ -126,6 +131,14 @@ def verdict(pauses: list[Pause], table: str, what: str, table_rows: dict[int, in
             worst = "briefly"
             break
     return worst
+
+
+def verdict_at(pauses: list[Pause], index: int, table: str, what: str, table_rows: dict[int, int]) -> str:
+    """The verdict of one stop alone: what its waiting probe waited for (the rest of its transaction's work)."""
+    pause = pauses[index]
+    group = [p for p in pauses if p.transaction == pause.transaction]
+    alone = [p if p is pause else Pause(p.statement, p.transaction, p.rows_before, p.rows_after) for p in group]
+    return verdict(alone, table, what, table_rows)
 
 
 def strongest(pauses: list[Pause], table: str) -> str | None:
@@ -362,13 +375,18 @@ class Gate:
         finally:
             self._own_query = False
 
-    def _measure(self, db) -> dict[int, int]:
-        if not db.in_atomic_block:
+    def _measure(self, db) -> dict[int, tuple[int, int, int]]:
+        if not db.in_atomic_block or not self.measured:
             return {}
         self._own_query = True
         try:
             with db.cursor() as cursor:
-                return {oid: max(rows_read_and_written(cursor, oid)) for oid in self.measured}
+                cursor.execute(
+                    "SELECT c.oid, COALESCE(s.seq_tup_read, 0) + COALESCE(s.idx_tup_fetch, 0), "
+                    "COALESCE(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0), c.relfilenode "
+                    "FROM pg_class c LEFT JOIN pg_stat_xact_user_tables s ON s.relid = c.oid "
+                    "WHERE c.oid = ANY(%s::oid[])", [self.measured])
+                return {oid: (read, written, node) for oid, read, written, node in cursor.fetchall()}
         finally:
             self._own_query = False
 
@@ -378,13 +396,16 @@ class Gate:
         before = self._measure(db)
         lock_timeout = self._own(db, "SELECT current_setting('lock_timeout')")
         statement = " ".join(str(sql).split())
-        self.running = Pause(statement, number, before, before, lock_timeout=lock_timeout)
+        rows_before = {oid: max(read, written) for oid, (read, written, _) in before.items()}
+        self.running = Pause(statement, number, rows_before, rows_before, lock_timeout=lock_timeout)
         started = time.perf_counter()
         result = execute(sql, params, many, context)
         seconds = time.perf_counter() - started
         after = self._measure(db) if db.in_atomic_block else before
         self.running = None
-        self.paused.put(Pause(statement, number, before, after, lock_timeout=lock_timeout, seconds=seconds))
+        self.paused.put(Pause(statement, number, rows_before,
+                              {oid: max(read, written) for oid, (read, written, _) in after.items()},
+                              lock_timeout=lock_timeout, seconds=seconds, detail_before=before, detail_after=after))
         self.release.acquire()
         return result
 
@@ -397,12 +418,13 @@ class ConcurrentStatement:
 
 
 def judge_gated(run, gate: Gate, monitor, probes: Probes, held: HeldTransactions, label: str,
-                with_report: bool = False, on_pause=None) -> list[Pause]:
+                with_report: bool = False, on_pause=None, probe_limit: int | None = None) -> list[Pause]:
     """Run `run()` (a Django migration whose connection goes through `gate`) in a thread of its own, stop it after
     every statement and while it waits on a held transaction, and probe at each stop; the stops, in order.
 
     `run()` must put its backend pid on `gate.pid` first (see `migrate_in_thread`). `on_pause(pause)` is called
-    with every stop, e.g. to say the progress. Raises what the migration raised."""
+    with every stop, e.g. to say the progress. Past `probe_limit` statements (a data migration sending one query
+    per row), the statements still stop and are noted, unprobed. Raises what the migration raised."""
     failure: list[BaseException] = []
     started = threading.Event()
     gate.pid = None
@@ -448,7 +470,10 @@ def judge_gated(run, gate: Gate, monitor, probes: Probes, held: HeldTransactions
                 gate.release.release()
                 continue
             held.end_writers()
-            probes.stop(event, gate.pid)
+            if probe_limit is None or len(pauses) < probe_limit:
+                probes.stop(event, gate.pid)
+            else:
+                event.probed = False
             pauses.append(event)
             if on_pause:
                 on_pause(event)

@@ -1,0 +1,95 @@
+"""What a statement is, in the lock catalog's words (docs/catalog.md's operation keys), and the safe way to do it.
+
+The key is read from the SQL Django sent (the judge has the statement, not the intent). Each key names the lab
+project that shows the safe way and the Django operation to use; the catalog's own `safe` line says it in SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ = re.IGNORECASE | re.DOTALL
+
+
+@dataclass(frozen=True)
+class Fix:
+    key: str  # docs/catalog.md's operation
+    project: str  # the lab project that shows the safe way ("" where none does)
+    use: str  # what to write instead, in Django
+
+
+FIXES = {
+    "create_index": Fix("create_index", "proj03_safe_backfill",
+                        "AddIndexConcurrently (django.contrib.postgres.operations) in a migration with atomic = False"),
+    "create_unique_index": Fix("create_unique_index_concurrently", "proj03_safe_backfill",
+                               "AddIndexConcurrently of a unique index, then AddConstraint ... USING INDEX "
+                               "(RunSQL), atomic = False"),
+    "add_unique": Fix("add_unique", "proj03_safe_backfill",
+                      "CREATE UNIQUE INDEX CONCURRENTLY (AddIndexConcurrently), then ADD CONSTRAINT ... UNIQUE USING "
+                      "INDEX, in SeparateDatabaseAndState"),
+    "add_foreign_key": Fix("add_foreign_key", "proj07_safe_backfill",
+                           "the field with db_constraint=False, then AddConstraintNotValid + ValidateConstraint "
+                           "(RunSQL for a foreign key), in SeparateDatabaseAndState"),
+    "set_not_null": Fix("set_not_null", "proj01_safe_backfill",
+                        "AddConstraintNotValid(CHECK col IS NOT NULL) + ValidateConstraint, then SET NOT NULL "
+                        "(it uses the validated CHECK, no scan), each under WithLockTimeout"),
+    "add_check": Fix("add_check", "proj01_safe_backfill", "AddConstraintNotValid, then ValidateConstraint"),
+    "alter_type": Fix("int_to_bigint", "proj04_safe_backfill",
+                      "a new column, a sync trigger, BackfillInBatches, then swap (expand and contract)"),
+    "add_column_volatile_default": Fix("add_column_volatile_default", "proj09_alter_defaults",
+                                       "the column nullable, a default for new rows, BackfillInBatches, then NOT NULL "
+                                       "via a validated CHECK"),
+    "update_rows": Fix("update_every_row", "proj06_large_backfills",
+                       "BackfillInBatches (keyset ranges, a commit per batch), atomic = False"),
+    "delete_rows": Fix("delete_half_the_rows", "proj10_large_deletes",
+                       "DeleteInBatches, atomic = False; or a partition detached CONCURRENTLY"),
+    "drop_index": Fix("drop_index", "proj08_drop_indexes", "RemoveIndexConcurrently, atomic = False"),
+    "rename_column": Fix("rename_column", "proj02_rename_column",
+                         "keep the column, rename the field with db_column (SeparateDatabaseAndState), or expand and "
+                         "contract across releases"),
+    "drop_column": Fix("drop_column", "proj05_drop_column",
+                       "remove the field from Django's state first (SeparateDatabaseAndState), drop the column a "
+                       "release later"),
+    "rename_table": Fix("rename_table", "", "AlterModelTable only with a view in the old name's place, or keep "
+                                           "db_table"),
+    "lock_queue": Fix("lock_queue", "proj09_alter_defaults",
+                      "WithLockTimeout (a short lock_timeout, retried with backoff): an ACCESS EXCLUSIVE request "
+                      "queued behind a long query makes every read and write queue behind it"),
+}
+
+PATTERNS = (
+    ("create_unique_index", r"^\s*CREATE\s+UNIQUE\s+INDEX\s+(?!CONCURRENTLY)"),
+    ("create_index", r"^\s*CREATE\s+INDEX\s+(?!CONCURRENTLY)"),
+    ("drop_index", r"^\s*DROP\s+INDEX\s+(?!CONCURRENTLY)"),
+    ("add_foreign_key", r"ADD\s+CONSTRAINT\s+\S+\s+FOREIGN\s+KEY(?!.*NOT\s+VALID)"),
+    ("add_unique", r"ADD\s+CONSTRAINT\s+\S+\s+UNIQUE\s*\((?!.*USING\s+INDEX)"),
+    ("add_check", r"ADD\s+CONSTRAINT\s+\S+\s+CHECK\b(?!.*NOT\s+VALID)"),
+    ("set_not_null", r"ALTER\s+COLUMN\s+\S+\s+SET\s+NOT\s+NULL"),
+    ("alter_type", r"ALTER\s+COLUMN\s+\S+\s+TYPE\b"),
+    ("rename_column", r"RENAME\s+COLUMN"),
+    ("drop_column", r"DROP\s+COLUMN"),
+    ("rename_table", r"^\s*ALTER\s+TABLE\s+\S+\s+RENAME\s+TO"),
+    ("add_column_volatile_default", r"ADD\s+COLUMN\s+.*DEFAULT\s+.*\("),
+    ("update_rows", r"^\s*UPDATE\s"),
+    ("delete_rows", r"^\s*DELETE\s"),
+)
+
+
+def classify(statement: str) -> str | None:
+    """The catalog's kind of `statement`, or None."""
+    for key, pattern in PATTERNS:
+        if re.search(pattern, statement, _):
+            return key
+    return None
+
+
+def fix_for(statement: str, reads: str, writes: str, lock_timeout: str | None) -> Fix | None:
+    """The safe way, for a statement that makes reads or writes wait: by what it is; for a brief wait with no
+    lock_timeout, the lock queue's fix (a short lock_timeout)."""
+    if "throughout" in (reads, writes):
+        key = classify(statement)
+        return FIXES.get(key) if key else None
+    if "briefly" in (reads, writes) and lock_timeout in (None, "0"):
+        return FIXES["lock_queue"]
+    return None
