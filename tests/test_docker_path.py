@@ -1,9 +1,10 @@
 """The Docker path of every project: its docker-compose.yml and .env.example, the shared Dockerfile, .dockerignore.
 
-There is no Docker engine here, so the files are checked as data (the Compose Specification schema, the ports and
-commands SCENARIOS.md fixes) and the container's command is run for real outside Docker: the same command with
-the environment the container would have (the Dockerfile's ENV plus compose's `environment:`), against a fresh
-PostgreSQL 16 database.
+These tests need no Docker engine: the files are checked as data (the Compose Specification schema, the ports and
+commands SCENARIOS.md fixes, the Docker commands of the pages) and the container's command and healthcheck are run
+for real outside Docker: the same commands with the environment the container would have (the Dockerfile's ENV
+plus compose's `environment:`), against a fresh PostgreSQL 16 database. `make test-docker` (tests/docker_e2e/)
+runs the Docker path itself, on a real engine.
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ import pytest
 from check_jsonschema.builtin_schemas import get_builtin_schema
 from ruamel.yaml import YAML
 
-from migrationlab import REPO_ROOT, cli
+from migrationlab import REPO_ROOT, cli, healthcheck
 from migrationlab.embedded import SERVER_SETTINGS
-from migrationlab.scenarios import Project, all_projects
+from migrationlab.scenarios import Project, all_projects, get_project
+from migrationlab.serving import project_environment
+from migrationlab.settings import database_from_environment
 from tests.conftest import free_port, manage, query
+from tests.docker_e2e.pages import blocks, compose_up_commands
 
 PROJECTS = all_projects()
 DOCKERFILE = REPO_ROOT / "Dockerfile"
@@ -313,8 +317,8 @@ def log_tail(log: Path, lines: int = 30) -> str:
 
 @contextlib.contextmanager
 def serving(project: Project, environment: dict[str, str], log: Path):
-    """Run the web container's command (bound to a free local port) until it answers; yield its first answer;
-    then stop it with SIGINT, gunicorn's quick shutdown."""
+    """Run the web container's command (bound to a free local port) until it answers; yield its first answer and
+    the port; then stop it with SIGINT, gunicorn's quick shutdown."""
     image = image_for(project)
     command = list(compose_file(project)["services"]["web"]["command"])
     command[0] = sys.executable  # the container's `python`
@@ -337,7 +341,7 @@ def serving(project: Project, environment: dict[str, str], log: Path):
                     pytest.fail(f"no answer from {url} within {SERVE_FAILSAFE_SECONDS} s:\n{log_tail(log)}")
                 continue
             pytest.fail(f"the container's command exited with {process.returncode}:\n{log_tail(log)}")
-        yield answer
+        yield answer, port
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGINT)
@@ -347,6 +351,16 @@ def serving(project: Project, environment: dict[str, str], log: Path):
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             pytest.fail(f"the container's command ignored SIGINT:\n{log_tail(log)}")
+
+
+def run_healthcheck(project: Project, environment: dict[str, str], port: int) -> subprocess.CompletedProcess:
+    """The web service's healthcheck command, as the container runs it, against the server on `port`."""
+    image = image_for(project)
+    command = list(compose_file(project)["services"]["web"]["healthcheck"]["test"][1:])  # without "CMD"
+    command[0] = sys.executable  # the container's `python`
+    command[command.index("--port") + 1] = str(port)
+    return subprocess.run(command, cwd=image.on_host(str(image.workdir)), env=environment, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=SERVE_FAILSAFE_SECONDS)
 
 
 def applied_migrations(database_url: str) -> list[str]:
@@ -437,6 +451,33 @@ def test_web_runs_the_labs_serve_command_for_its_project(project):
 
 
 @each_project
+def test_web_is_healthy_only_once_it_serves_at_its_start_migration(project):
+    """`docker compose up --wait` returns when the web service is healthy: it needs a healthcheck that waits for the
+    server and the start migration (run for real below, outside Docker) and runs with what the image has."""
+    healthcheck_ = compose_file(project)["services"]["web"]["healthcheck"]
+    assert healthcheck_["test"] == ["CMD", "python", "-m", "migrationlab.healthcheck", project.name,
+                                    "--port", str(WEB_CONTAINER_PORT)]
+    # python is the image's own; migrationlab is copied into it (no curl, no wget).
+    assert "migrationlab" in image_for(project).copies
+    assert (REPO_ROOT / "migrationlab" / "healthcheck.py").is_file()
+    # A start (db, then the migrations up to the start) must fit in start_period, or `up --wait` gives up on a
+    # container still starting; a check must fit in its timeout (its HTTP and database waits of 3 s each); and
+    # `up --wait` should return within seconds of the server being ready.
+    assert seconds_of(healthcheck_["start_period"]) >= 30
+    assert seconds_of(healthcheck_["timeout"]) > 2 * healthcheck.TIMEOUT_SECONDS
+    assert seconds_of(healthcheck_["interval"]) <= 5
+    assert healthcheck_["retries"] >= 1
+
+
+def seconds_of(duration: str) -> float:
+    """A compose duration ("2s", "1m30s", "500ms") in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
+    assert "".join(number + unit for number, unit in parts) == duration, duration
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+@each_project
 def test_web_is_built_from_the_shared_dockerfile_for_its_project(project):
     build = compose_file(project)["services"]["web"]["build"]
     assert (project.folder / build["context"]).resolve() == REPO_ROOT
@@ -498,7 +539,41 @@ def test_env_example_covers_the_settings_and_marks_the_secret_as_a_placeholder(p
     assert (example["POSTGRES_HOST"], example["POSTGRES_PORT"]) == ("127.0.0.1", str(project.db_port))
 
 
+# Only manage.py run on the host reads these (the file says so): the web container always reaches db:5432.
+HOST_ONLY = {"POSTGRES_HOST", "POSTGRES_PORT"}
+
+
+@each_project
+def test_every_value_of_env_example_reaches_the_web_container_with_the_same_default(project):
+    """.env.example says its values are the defaults docker-compose.yml falls back to: each one (but the host-only
+    pair) must be passed to the web container, as ${NAME:-the same value}; DJANGO_CONN_MAX_AGE was not."""
+    example = env_example(project)
+    environment = as_mapping(compose_file(project)["services"]["web"]["environment"])
+    assert {name: environment.get(name) for name in set(example) - HOST_ONLY} == {
+        name: f"${{{name}:-{value}}}" for name, value in example.items() if name not in HOST_ONLY
+    }
+    # And without any of them (no .env, nothing set), the settings fall back to the same value.
+    assert database_from_environment({})["CONN_MAX_AGE"] == int(example["DJANGO_CONN_MAX_AGE"])
+    assert int(interpolate(environment["DJANGO_CONN_MAX_AGE"], {})) == database_from_environment({})["CONN_MAX_AGE"]
+
+
 # -- Dockerfile and .dockerignore -------------------------------------------------------------------------------
+
+def test_dockerfile_installs_the_dependencies_before_it_names_the_project():
+    """A RUN's cache key holds the build args and ENV in scope: with ARG/ENV PROJECT before `pip install`, each of
+    the fourteen projects would build (and download) its own copy of the dependency layer."""
+    instructions = dockerfile_instructions()
+    pip = next(index for index, (keyword, arguments) in enumerate(instructions)
+               if keyword == "RUN" and "pip install" in arguments)
+    before = instructions[: pip + 1]
+    assert [instruction for instruction in before if instruction[0] == "ARG" or "PROJECT" in instruction[1]] == []
+    # The layer's only input from the build context is the requirements file.
+    assert [arguments for keyword, arguments in before if keyword in ("COPY", "ADD")] == [
+        f"{RUNTIME_REQUIREMENTS} {RUNTIME_REQUIREMENTS}"
+    ]
+    assert ("ARG", "PROJECT") in instructions[pip:]
+
+
 
 @each_project
 def test_dockerfile_builds_a_non_root_runtime_only_image_of_the_project(project):
@@ -559,18 +634,103 @@ def assert_only_image_packages_imported(log: Path) -> None:
 @each_project
 def test_container_command_starts_at_the_start_migration_and_a_restart_keeps_a_lesson_step(project, database, tmp_path):
     environment = container_environment(project, database, tmp_path / "home")
+    # Before the container's command has run: no server, no migrations. Unhealthy, in one line.
+    before = run_healthcheck(project, environment, free_port())
+    assert (before.returncode, before.stderr) == (1, "")
+    assert before.stdout.startswith(f"unhealthy: demoapp is not at its start migration {project.start}")
+    assert before.stdout.count("\n") == 1
     first_start = tmp_path / "first-start.log"
     # Every Python process of the first start logs what it imports.
-    with serving(project, environment | {"PYTHONPROFILEIMPORTTIME": "1"}, first_start) as answer:
+    with serving(project, environment | {"PYTHONPROFILEIMPORTTIME": "1"}, first_start) as (answer, port):
         assert answer["table"] == project.large_table
         assert applied_migrations(database) == migrations_up_to(project, project.start)
+        healthy = run_healthcheck(project, environment, port)
+        assert (healthy.returncode, healthy.stdout.split(":")[0]) == (0, "healthy"), healthy.stdout
+        # The migrations are there, but nothing answers on this port: unhealthy.
+        silent = run_healthcheck(project, environment, free_port())
+        assert silent.returncode == 1 and silent.stdout.startswith("unhealthy: no answer from"), silent.stdout
     assert_only_image_packages_imported(first_start)
 
     if not project.steps:
         return
     first_step = project.steps[0].migration
     manage(project.name, database, "migrate", "demoapp", first_step)  # the talk's first `manage.py migrate`
-    with serving(project, environment, tmp_path / "restart.log") as answer:
+    with serving(project, environment, tmp_path / "restart.log") as (answer, port):
         assert answer["table"] == project.large_table
         # A restart neither reverses the step nor applies the next one.
         assert applied_migrations(database) == migrations_up_to(project, first_step)
+        # Past its start, and serving: healthy.
+        assert run_healthcheck(project, environment, port).returncode == 0
+
+
+# -- seeding right after `docker compose up -d` -----------------------------------------------------------------
+
+SEED_PROJECT = "proj01_safe_backfill"
+
+
+def test_seed_waits_for_the_start_migration_the_web_container_applies(database):
+    """`up -d` returns before the web container has migrated: a seed run at once waits for the start migration
+    (saying so in one line), then seeds, instead of failing on a table that is not there yet."""
+    project = get_project(SEED_PROJECT)
+    seed = subprocess.Popen(
+        [sys.executable, str(project.folder / "manage.py"), "seed_large_table", "--large-count", "1000",
+         "--wait", "120"],
+        cwd=project.folder, env=project_environment(project, database), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        first_line = seed.stdout.readline()  # unbuffered (PYTHONUNBUFFERED): here as soon as it waits
+        expected = f"Waiting up to 120 s: demoapp is not at its start migration {project.start} yet"
+        assert first_line.startswith(expected), first_line
+        manage(SEED_PROJECT, database, "migrate", "demoapp", project.start)  # what the web container does
+        out, err = seed.communicate(timeout=SERVE_FAILSAFE_SECONDS)
+    finally:
+        if seed.poll() is None:
+            seed.kill()
+            seed.wait()
+    assert seed.returncode == 0, err
+    assert "Seeded 1,000 rows" in out
+    assert query(database, f"SELECT count(*) FROM {project.large_table}") == [(1000,)]
+
+
+def test_seed_gives_up_in_one_line_when_the_start_migration_never_comes(database):
+    done = manage(SEED_PROJECT, database, "seed_large_table", "--large-count", "1000", "--wait", "1", check=False)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "gave up after 1 s: demoapp is not at its start migration" in done.stderr
+    assert done.stdout.startswith("Waiting up to 1 s")
+
+
+# -- the pages' Docker commands ---------------------------------------------------------------------------------
+
+@each_project
+def test_demo_commands_start_with_up_build_wait_and_every_up_waits_for_health(project):
+    """`up -d` alone returns before the web container has migrated to the start (showmigrations then showed the
+    start unapplied, and a seed failed): every `up` of the page waits for the healthcheck."""
+    ups = compose_up_commands((project.folder / "DEMO_COMMANDS.md").read_text())
+    assert ups[0] == "docker compose up --build -d --wait"
+    assert [command for command in ups if not re.search(r" -d( .*)? --wait\b", command)] == []
+
+
+def readme_docker_summary() -> list[str]:
+    readme = (REPO_ROOT / "README.md").read_text()
+    summary = [block for block in blocks(readme) if block.section.startswith("Docker workflow")]
+    assert summary, "README.md has a Docker workflow section with commands"
+    return [line for block in summary if not block.is_curl_loop for line in block.commands()]
+
+
+def test_readme_docker_summary_waits_and_applies_steps_that_exist():
+    """The summary is one project's demo (the `cd` names it): its `up` waits, and every migrate names a step of that
+    project (a bare `migrate demoapp` does not fit proj02 and proj05, whose releases migrate step by step)."""
+    lines = readme_docker_summary()
+    folder = next(line.split()[1] for line in lines if line.startswith("cd "))
+    project = get_project(folder)
+    assert "docker compose up --build -d --wait" in lines
+    steps = {step.migration for step in project.steps}
+    migrates = [line for line in lines if "manage.py migrate" in line]
+    assert migrates
+    assert [line for line in migrates if not re.search(r"migrate demoapp (\S+)$", line)
+            or re.search(r"migrate demoapp (\S+)$", line).group(1) not in steps] == []
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "make test-docker" in readme
