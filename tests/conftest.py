@@ -157,7 +157,7 @@ def query(database_url: str, statement: str, params=None):
 # showdown, a lab, a judgement). pytest-xdist's own way, the xdist_group mark with --dist loadgroup, does nothing
 # under pytest 9 (it renames items through an attribute pytest 9 no longer reads), so the suite says here which
 # tests go together, and every other test is a work unit of its own.
-SHARED_BY_MODULE = {"test_catalog.py", "test_cli.py", "test_endpoints.py", "test_showdown_end_to_end.py"}
+SHARED_BY_MODULE = {"test_catalog.py", "test_cli.py", "test_endpoints.py", "test_judge.py", "test_showdown_end_to_end.py"}
 SHARED_BY_FUNCTION = {"test_faults.py::test_the_lab_recovers_from_postgresql_killed_in_the_middle_of_a_step"}
 SHARED_BY_PARAMETER = {"test_lessons.py"}  # one judgement per project, for every test of that project
 

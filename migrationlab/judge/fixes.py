@@ -84,9 +84,12 @@ def classify(statement: str) -> str | None:
     return None
 
 
-def fix_for(statement: str, reads: str, writes: str, lock_timeout: str | None) -> Fix | None:
-    """The safe way, for a statement that makes reads or writes wait: by what it is; for a brief wait with no
-    lock_timeout, the lock queue's fix (a short lock_timeout)."""
+def fix_for(statement: str, reads: str, writes: str, lock_timeout: str | None, behind_report: bool = False
+            ) -> Fix | None:
+    """The safe way, for a statement that makes reads or writes wait: by what it is; for a wait in the lock queue
+    behind a report, or a brief wait with no lock_timeout, the lock queue's fix (a short lock_timeout)."""
+    if behind_report and lock_timeout in (None, "0") and "never" not in (reads, writes):
+        return FIXES["lock_queue"]
     if "throughout" in (reads, writes):
         key = classify(statement)
         return FIXES.get(key) if key else None

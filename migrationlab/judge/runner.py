@@ -451,7 +451,8 @@ def findings(pauses: list[Pause], table_rows: dict[int, int], oids: dict[str, in
         earlier = {t.table: t.lock for s in out if s.transaction == pause.transaction for t in s.tables}
         takes_strong = any(earlier.get(table) != mode for table, mode in taken.items())
         fix = fixes.fix_for(pause.statement, finding.worst("reads"), finding.worst("writes"),
-                            pause.lock_timeout if takes_strong else "held on")
+                            pause.lock_timeout if takes_strong or pause.waiting_for else "held on",
+                            behind_report=pause.waiting_for == "report")
         if fix is not None:
             finding.fix = {"operation": fix.key, "project": fix.project, "use": fix.use}
         out.append(finding)

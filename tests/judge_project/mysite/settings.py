@@ -10,6 +10,7 @@ For the full list of settings and their values, see
 https://docs.djangoproject.com/en/5.2/ref/settings/
 """
 
+import os
 from pathlib import Path
 
 # Build paths inside the project like this: BASE_DIR / 'subdir'.
@@ -20,7 +21,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # See https://docs.djangoproject.com/en/5.2/howto/deployment/checklist/
 
 # SECURITY WARNING: keep the secret key used in production secret!
-SECRET_KEY = 'django-insecure-m2)gca=p9b8iu$lp-wj^1ihxj%fs)90doujz##h5rvf57%2l)c'
+SECRET_KEY = 'django-insecure-a-sample-project-for-the-tests-not-a-secret'
 
 # SECURITY WARNING: don't run with debug turned on in production!
 DEBUG = True
@@ -76,10 +77,11 @@ WSGI_APPLICATION = 'mysite.wsgi.application'
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": "mysite",
-        "USER": "mysite",
-        "HOST": "127.0.0.1",
-        "PORT": "5432",
+        "NAME": os.environ.get("MYSITE_DB_NAME", "mysite"),
+        "USER": os.environ.get("MYSITE_DB_USER", "mysite"),
+        "PASSWORD": os.environ.get("MYSITE_DB_PASSWORD", ""),
+        "HOST": os.environ.get("MYSITE_DB_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("MYSITE_DB_PORT", "5432"),
     }
 }
 

@@ -1,0 +1,254 @@
+"""`migrationlab judge` on code nobody here wrote: a `django-admin startproject` sample (tests/judge_project) whose
+migrations are what makemigrations writes (and the contrib.postgres safe forms), and Django's own contrib apps.
+
+Every verdict comes from PostgreSQL through the judge core: the probes sent while the migration is held still. The
+expected verdicts are docs/catalog.md's for the same operation, read from that page (the catalog measures them on
+tables of its own): the two front ends must agree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jsonschema
+import psycopg2
+import pytest
+
+from migrationlab import REPO_ROOT, lab
+from migrationlab.judge.report import JUDGE_SCHEMA
+
+SAMPLE = Path(__file__).parent / "judge_project"
+ROWS = 3000
+
+# Each migration of the sample whose first statement is one operation of the catalog: that statement's verdicts
+# must be the catalog's (docs/catalog.md) for the operation.
+CATALOG_OPERATION = {
+    "0002_add_status_nullable": "add_column_nullable",
+    "0003_add_channel_with_default": "add_column_constant_default",
+    "0004_add_region_with_db_default": "add_column_constant_default",
+    "0005_alter_amount_to_bigint": "int_to_bigint",
+    "0007_alter_email_unique": "add_unique",
+    "0008_alter_email_longer": "varchar_to_longer_varchar",
+    "0009_add_created_at_index": "create_index",
+    "0010_add_amount_check": "add_check",
+    "0011_add_unique_constraint": "add_unique",
+    "0013_remove_note": "drop_column",
+    "0014_rename_email_to_contact_email": "rename_column",
+    "0015_add_amount_index_concurrently": "create_index_concurrently",
+    "0016_add_channel_check_not_valid": "add_check_not_valid",
+    "0017_validate_channel_check": "validate_check",
+}
+
+
+def judge(*args: str, cwd: Path = SAMPLE) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "migrationlab", "judge", *args], cwd=cwd, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=600)
+
+
+def catalog_verdicts() -> dict[str, tuple[str, str]]:
+    """docs/catalog.md's reads and writes per operation (the table's own, before a `· ref`)."""
+    out = {}
+    for line in (REPO_ROOT / "docs" / "catalog.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) > 6 and re.fullmatch(r"[a-z_0-9]+", cells[1] or "-") and cells[4] in ("never", "briefly",
+                                                                                           "throughout"):
+            out.setdefault(cells[1], (cells[4].split(" ·")[0], cells[5].split(" ·")[0]))
+    return out
+
+
+def judge_databases(pg) -> set[str]:
+    connection = psycopg2.connect(pg.dsn())
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE 'judge%%'")
+            return {name for (name,) in cursor.fetchall()}
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module")
+def shop(pg):
+    """The sample's app judged once, as JSON, on the tests' embedded PostgreSQL (the judge's default server)."""
+    before = judge_databases(pg)
+    done = judge("--settings", "mysite.settings", "shop", "--rows", str(ROWS), "--format", "json",
+                 "--production-rows", "shop.Order=10000000")
+    assert done.returncode == 1, done.stderr  # it finds statements that make traffic wait throughout
+    assert judge_databases(pg) == before, "the scratch database must be dropped"
+    return json.loads(done.stdout)
+
+
+def by_name(report: dict) -> dict[str, dict]:
+    return {m["migration"].split(".", 1)[1]: m for m in report["migrations"]}
+
+
+def test_the_report_follows_its_published_schema(shop):
+    jsonschema.Draft202012Validator(JUDGE_SCHEMA).validate(shop)
+    assert shop["failed"] is True and shop["rows"] == ROWS
+    assert [m["migration"] for m in shop["migrations"]] == [f"shop.{p.stem}" for p in
+                                                            sorted((SAMPLE / "shop" / "migrations").glob("0*.py"))]
+
+
+def test_every_verdict_is_the_catalogs_for_the_same_operation(shop):
+    catalog, migrations = catalog_verdicts(), by_name(shop)
+    for name, operation in CATALOG_OPERATION.items():
+        migration = migrations[name]
+        assert migration["error"] is None, migration
+        first = next(s for s in migration["statements"] if s["tables"])
+        (order,) = [t for t in first["tables"] if t["table"] == "shop_order"]
+        assert (order["reads"], order["writes"]) == catalog[operation], (name, operation, first)
+
+
+def test_not_null_on_a_filled_column_scans_and_the_earlier_statements_wait_for_it(shop):
+    """AlterField to NOT NULL with a default: four statements in one transaction. ACCESS EXCLUSIVE from the first
+    to the commit, and the UPDATE and SET NOT NULL each read the whole table: every statement's probes wait for
+    work through the table, except the last one's (DROP DEFAULT: nothing left to do)."""
+    statements = by_name(shop)["0006_alter_note_not_null"]["statements"]
+    verdicts = [(s["tables"][0]["reads"], s["tables"][0]["writes"], s["tables"][0]["scan"]) for s in statements]
+    assert verdicts == [("throughout", "throughout", False), ("throughout", "throughout", True),
+                        ("throughout", "throughout", True), ("briefly", "briefly", False)], statements
+    (held,) = by_name(shop)["0006_alter_note_not_null"]["locks_held"]
+    assert (held["lock"], held["from_statement"], held["to_statement"]) == ("AccessExclusiveLock", 1, 4)
+
+
+def test_a_rewrite_is_seen_and_an_index_build_is_estimated_as_n_log_n(shop):
+    (statement,) = by_name(shop)["0005_alter_amount_to_bigint"]["statements"]
+    assert statement["tables"][0]["rewrite"] is True
+    assert statement["estimate"]["model"] == "n" and statement["estimate"]["production_rows"] == 10_000_000
+    (index,) = by_name(shop)["0009_add_created_at_index"]["statements"]
+    assert index["estimate"]["model"] == "n log n" and index["tables"][0]["rewrite"] is False
+
+
+def test_a_foreign_key_locks_the_referenced_table_too(shop):
+    first = by_name(shop)["0012_add_referrer_foreign_key"]["statements"][0]
+    tables = {t["table"]: t for t in first["tables"]}
+    assert tables["shop_customer"]["lock"] == "ShareRowExclusiveLock"
+    assert tables["shop_customer"]["reads"] == "never"
+
+
+def test_each_finding_names_the_safe_way(shop):
+    fixes = {name: [s["fix"]["operation"] for s in m["statements"] if s["fix"]] for name, m in by_name(shop).items()}
+    assert fixes["0009_add_created_at_index"] == ["create_index"]
+    assert fixes["0005_alter_amount_to_bigint"] == ["int_to_bigint"]
+    assert fixes["0010_add_amount_check"] == ["add_check"]
+    assert fixes["0015_add_amount_index_concurrently"] == [] and fixes["0017_validate_channel_check"] == []
+
+
+def test_the_exit_code_gates_ci_at_the_chosen_level(pg):
+    brief = ("--settings", "mysite.settings", "shop", "0016", "--rows", "500")
+    assert judge(*brief).returncode == 0  # briefly, under the default --fail-on throughout
+    assert judge(*brief, "--fail-on", "briefly").returncode == 1
+
+
+def test_markdown_and_github_annotations(pg):
+    args = ("--settings", "mysite.settings", "shop", "0009", "--rows", "500")
+    markdown = judge(*args, "--format", "markdown")
+    assert "| shop.0009_add_created_at_index | 1 | shop_order | SHARE | never | **throughout** |" in markdown.stdout
+    github = judge(*args, "--format", "github")
+    assert github.stdout.startswith("::error file=shop/migrations/0009_add_created_at_index.py,line=1,"), github.stdout
+
+
+def test_a_report_makes_an_instant_alter_queue_and_traffic_pile_up_behind_it(pg):
+    """ADD COLUMN with a constant default is catalog-only, but behind a report its ACCESS EXCLUSIVE request waits,
+    and every read and write queues behind the request for as long as the report runs: throughout."""
+    done = judge("--settings", "mysite.settings", "shop", "0003", "--rows", "500", "--with-report", "60",
+                 "--format", "json")
+    (migration,) = json.loads(done.stdout)["migrations"]
+    first = migration["statements"][0]
+    assert first["waiting_for"] == "report" and first["lock_timeout"] == "0"
+    assert (first["tables"][0]["reads"], first["tables"][0]["writes"]) == ("throughout", "throughout")
+    assert first["fix"]["operation"] == "lock_queue"
+
+
+@pytest.mark.parametrize("app", ["contenttypes", "auth", "admin", "sessions"])
+def test_djangos_contrib_apps_every_statement_has_a_verdict(pg, app):
+    done = judge("--settings", "mysite.settings", app, "--rows", "500", "--format", "json")
+    assert done.returncode in (0, 1), done.stderr
+    report = json.loads(done.stdout)
+    assert report["migrations"] and all(m["error"] is None for m in report["migrations"])
+    for migration in report["migrations"]:
+        for statement in migration["statements"]:
+            for table in statement["tables"]:
+                assert table["reads"] in ("never", "briefly", "throughout") and table["writes"], statement
+
+
+def test_stats_reads_production_and_judge_takes_only_what_it_has_not_applied(pg, database, tmp_path):
+    """stats on a database migrated to shop 0010; judge --stats then judges 0011 on, and writes nothing there."""
+    parts = urlsplit(database)
+    env = {"MYSITE_DB_NAME": parts.path.lstrip("/"), "MYSITE_DB_USER": parts.username or "",
+           "MYSITE_DB_PASSWORD": parts.password or "", "MYSITE_DB_HOST": parts.hostname,
+           "MYSITE_DB_PORT": str(parts.port)}
+    for target in ([], ["shop", "0010"]):  # everything, then shop back to 0010: production is behind on shop
+        subprocess.run([sys.executable, "manage.py", "migrate", *target, "--noinput"], cwd=SAMPLE, check=True,
+                       capture_output=True, env={**os.environ, **env})
+    stats = subprocess.run([sys.executable, "-m", "migrationlab", "stats", "--database-url", database],
+                           capture_output=True, text=True, check=True)
+    (tmp_path / "stats.json").write_text(stats.stdout)
+    snapshot = json.loads(stats.stdout)
+    assert ["shop", "0010_add_amount_check"] in snapshot["applied"]
+    assert "shop_order" in snapshot["tables"]
+
+    def state():
+        connection = psycopg2.connect(database)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*), max(id) FROM django_migrations")
+                migrations = cursor.fetchone()
+                cursor.execute("SELECT sum(n_tup_ins + n_tup_upd + n_tup_del) FROM pg_stat_user_tables")
+                return migrations, cursor.fetchone()[0]
+        finally:
+            connection.close()
+
+    before = state()
+    done = judge("--settings", "mysite.settings", "--stats", str(tmp_path / "stats.json"), "--rows", "500",
+                 "--format", "json")
+    report = json.loads(done.stdout)
+    assert [m["migration"] for m in report["migrations"]] == [
+        f"shop.{p.stem}" for p in sorted((SAMPLE / "shop" / "migrations").glob("0*.py")) if p.stem >= "0011"]
+    assert state() == before, "the judge wrote to the database the stats came from"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--settings", "nosuch.settings"], "cannot import settings 'nosuch.settings'"),
+    (["--settings", "mysite.settings", "nosuchapp"], "no installed app with label 'nosuchapp'"),
+    (["--settings", "mysite.settings", "shop", "9999"], "'9999' names no migration of 'shop'"),
+    (["--settings", "mysite.settings", "shop", "00"], "'00' is ambiguous in 'shop'"),
+    (["--settings", "mysite.settings", "--database-url", "postgresql://nobody@127.0.0.1:1/postgres"],
+     "cannot connect to postgresql://nobody@127.0.0.1:1/postgres"),
+    (["--settings", "mysite.settings", "--production-rows", "shop.Nope=5"], "no model shop.Nope"),
+    (["--settings", "mysite.settings", "--production-rows", "12"], "takes APP_LABEL.MODEL=N"),
+    (["--settings", "mysite.settings", "--rows", "0"], "at least 1"),
+])
+def test_bad_input_is_one_line_and_exit_2(pg, args, message):
+    done = judge(*args)
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_project_not_on_postgresql_and_a_stats_file_of_another_project_are_refused(pg, tmp_path):
+    (tmp_path / "lite.py").write_text("from mysite.settings import *  # noqa\n"
+                                      "DATABASES = {'default': {'ENGINE': 'django.db.backends.sqlite3', 'NAME': 'x'}}\n")
+    done = judge("--settings", "lite", "--pythonpath", str(tmp_path), cwd=SAMPLE)
+    assert done.returncode == 2 and "is not PostgreSQL" in done.stderr, done.stderr
+    (tmp_path / "other.json").write_text(json.dumps({"format": "migrationlab-stats/1", "database": "other",
+                                                     "server_version": "16.4", "server_version_num": 160004,
+                                                     "tables": {"invoices": {"rows": 5}}, "applied": []}))
+    done = judge("--settings", "mysite.settings", "--stats", str(tmp_path / "other.json"))
+    assert done.returncode == 2 and "is from another project" in done.stderr, done.stderr
+    assert not any(name.startswith("judge") for name in judge_databases_of(lab))
+
+
+def judge_databases_of(module) -> set[str]:
+    server = module.embedded_server()
+    connection = psycopg2.connect(server.dsn())
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT datname FROM pg_database")
+            return {name for (name,) in cursor.fetchall()}
+    finally:
+        connection.close()
