@@ -46,7 +46,7 @@ from migrationlab import REPO_ROOT
 from migrationlab.errors import LabError
 from migrationlab import judgecore
 from migrationlab.judgecore import (
-    FAILSAFE_SECONDS, POLL_SECONDS, RETRIES_WHEN_TIMED_OUT, HeldTransactions, Pause, StopsWhileWaiting,
+    FAILSAFE_SECONDS, ONE_CORE, POLL_SECONDS, RETRIES_WHEN_TIMED_OUT, HeldTransactions, Pause, StopsWhileWaiting,
     rows_read_and_written, sql_sender, verdict,
 )
 from migrationlab.locks import lock_name, lock_strength
@@ -58,9 +58,7 @@ SCHEMA = "catalog_lab"  # in a database of the catalog's own
 ITEMS, CUSTOMERS, EVENTS, OLD_EVENTS = "catalog_items", "catalog_customers", "catalog_events", "catalog_events_2024"
 PG18 = 180000
 FLUSHABLE_STATS = 150000  # pg_stat_force_next_flush()
-# The judged statement runs on one core: the rows a parallel worker reads would not show in the operation's own
-# pg_stat_xact_user_tables.
-SESSION = ("SET max_parallel_maintenance_workers = 0", "SET max_parallel_workers_per_gather = 0")
+SESSION = ONE_CORE  # the judged statement on one core (judgecore.ONE_CORE says why)
 AE, SRE, SUE, SHARE, RX, RS = ("AccessExclusiveLock", "ShareRowExclusiveLock", "ShareUpdateExclusiveLock",
                                "ShareLock", "RowExclusiveLock", "RowShareLock")
 

@@ -47,6 +47,9 @@ POLL_SECONDS = 0.005  # how often pg_locks is asked whether the migration waits 
 PHASE_STOPS = 3  # a concurrent index build waits at three phases (writers, writers again, old snapshots)
 RETRIES_WHEN_TIMED_OUT = 20  # a lock_timeout may end a wait before the probes queue: judge the next attempt
 VERDICTS = ("never", "briefly", "throughout")
+# The judged statement runs on one core: rows that a parallel worker reads would not show in the statement's own
+# pg_stat_xact_user_tables (an index build of 100,000 rows would seem to scan nothing). Its time is then one core's.
+ONE_CORE = ("SET max_parallel_maintenance_workers = 0", "SET max_parallel_workers_per_gather = 0")
 
 
 @dataclass
@@ -486,14 +489,17 @@ def judge_gated(run, gate: Gate, monitor, probes: Probes, held: HeldTransactions
     return pauses
 
 
-def migrate_in_thread(gate: Gate, apply) -> callable:
-    """The `run` of judge_gated for Django: note the default connection's backend pid, then `apply()` (e.g.
-    call_command("migrate", ...)) with the gate on the connection; the connection is closed at the end."""
+def migrate_in_thread(gate: Gate, apply, session: tuple[str, ...] = ()) -> callable:
+    """The `run` of judge_gated for Django: note the default connection's backend pid, run `session` (settings of
+    the migrating session, e.g. ONE_CORE), then `apply()` (e.g. call_command("migrate", ...)) with the gate on the
+    connection; the connection is closed at the end."""
     from django.db import connection
 
     def run(started: threading.Event) -> None:
         try:
             with connection.cursor() as cursor:
+                for statement in session:
+                    cursor.execute(statement)
                 cursor.execute("SELECT pg_backend_pid()")
                 gate.pid = cursor.fetchone()[0]
             started.set()

@@ -34,7 +34,14 @@ DEFAULT_PG_PORT = 5400  # no project uses it (projects' Docker databases are 541
 
 
 def lab_home() -> Path:
-    return Path(os.environ.get("MIGRATIONLAB_HOME", REPO_ROOT / ".lab")).resolve()
+    """$MIGRATIONLAB_HOME; else `.lab/` in a checkout of the repository; else, where migrationlab was installed on
+    its own (pip install, for judge), the user's data folder ($XDG_DATA_HOME/migrationlab)."""
+    if os.environ.get("MIGRATIONLAB_HOME"):
+        return Path(os.environ["MIGRATIONLAB_HOME"]).resolve()
+    if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "migrationlab").is_dir():
+        return (REPO_ROOT / ".lab").resolve()
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return (Path(data) / "migrationlab").resolve()
 
 
 def embedded_server():

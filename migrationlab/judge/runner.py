@@ -23,7 +23,7 @@ from migrationlab.errors import LabError
 from migrationlab.judge import fixes, seeding
 from migrationlab.judge.project import Node
 from migrationlab.judgecore import (
-    Gate, HeldTransactions, Pause, Probes, judge_gated, migrate_in_thread, sql_sender, verdict_at, waits_on,
+    ONE_CORE, Gate, HeldTransactions, Pause, Probes, judge_gated, migrate_in_thread, sql_sender, verdict_at, waits_on,
 )
 from migrationlab.locks import lock_strength
 
@@ -382,7 +382,7 @@ def judge_migration(node: Node, executor, url: str, monitor, settings: Settings,
     started = time.perf_counter()
     error = None
     try:
-        pauses = judge_gated(migrate_in_thread(gate, apply), gate, monitor, probes, held, str(node),
+        pauses = judge_gated(migrate_in_thread(gate, apply, ONE_CORE), gate, monitor, probes, held, str(node),
                              with_report=bool(settings.with_report) and bool(held_tables),
                              probe_limit=PROBE_LIMIT)
     except Exception as failure:  # the migration itself failed: reported, and the judge goes on to say so
