@@ -17,6 +17,9 @@
                                   every scenario in turn: one summary (summary.md, summary.json)
     showdown all --summarize-again DIR
                                   an earlier run's summary rewritten from its reports (nothing runs)
+    watch PROJECT | watch --url URL --database-url URL
+                                  the live view for the stage: each endpoint's state and latency, the migration's
+                                  statement and locks, the lock queue, progress; the curl loop's log in a file
     judge --settings MODULE [APP_LABEL [MIGRATION]] [--rows N] [--stats FILE | --production-rows L.M=N]
                                   any Django project's migrations, judged by PostgreSQL on a scratch database:
                                   locks, reads/writes waiting, rewrite, scan, seconds, the safe way (exit 1: waits)
@@ -353,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_argument("--json", action="store_true", help="print the measurements as JSON (progress: stderr)")
     catalog.add_argument("--out", metavar="FILE", help="where the Markdown goes (default docs/catalog.md)")
     catalog.set_defaults(run=cmd_catalog)
+
+    from migrationlab.watch import add_parser as add_watch_parser
+    add_watch_parser(commands)
 
     from migrationlab.judge.command import add_parsers as add_judge_parsers
     add_judge_parsers(commands)
