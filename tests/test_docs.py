@@ -7,7 +7,8 @@ gets a free `--port` (the project's own port may be taken on the machine running
 inside the installed venv). The pages share one lab (one initdb); each page ends with `down PROJECT --purge`. `showdown` lines are checked, not run (a showdown takes
 minutes; tests/test_showdown_end_to_end.py runs one): their arguments must parse and name existing projects.
 `judge_locks` lines are checked the same way: tests/test_lessons.py runs that very command on every project.
-`catalog` lines too: tests/test_catalog.py runs the catalog.
+`catalog` lines too: tests/test_catalog.py runs the catalog; and `watch` lines (it runs until Ctrl-C):
+tests/test_watch.py runs it in a terminal.
 The Docker variants are checked in tests/test_docker_path.py.
 """
 
@@ -87,6 +88,11 @@ def test_the_pages_lab_commands_run_in_order(page, shared_lab):
                 continue
             if argv[3:4] == ["catalog"]:  # minutes of work: tests/test_catalog.py runs it
                 build_parser().parse_args(argv[3:])
+                continue
+            if argv[3:4] == ["watch"]:  # runs until Ctrl-C: tests/test_watch.py runs it in a terminal
+                arguments = build_parser().parse_args(argv[3:])
+                assert (arguments.project is None or get_project(arguments.project)) and (
+                    arguments.project or (arguments.url and arguments.database_url)), command
                 continue
             if "judge_locks" in argv:
                 assert argv[3:5] == ["manage", argv[4]] and get_project(argv[4]), command
