@@ -215,11 +215,25 @@ def test_on_the_docker_path_the_title_is_the_project_serving_on_that_port():
 
 # -- PostgreSQL: what the poller and the sampler show of real migrations held at a known point ----------------------
 
-def run_migration(project_name: str, database_url: str, migration: str) -> subprocess.Popen:
+@contextmanager
+def migrating(project_name: str, database_url: str, migration: str):
+    """`manage.py migrate demoapp MIGRATION` running in the background (application_name django, as on stage);
+    killed on the way out if it has not ended."""
     project = get_project(project_name)
-    return subprocess.Popen([sys.executable, str(project.folder / "manage.py"), "migrate", "demoapp", migration],
-                            cwd=project.folder, env=project_environment(project, database_url),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, str(project.folder / "manage.py"), "migrate", "demoapp", migration],
+                               cwd=project.folder, env=project_environment(project, database_url),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def succeeds(process: subprocess.Popen) -> None:
+    output, _ = process.communicate(timeout=FAILSAFE_S)
+    assert process.returncode == 0, output
 
 
 @contextmanager
@@ -258,12 +272,11 @@ def wait_for(condition, what: str, deadline_s: float = FAILSAFE_S):
 def test_a_batched_backfill_stopped_on_a_locked_row_shows_its_progress_and_whom_it_waits_for(seeded):
     url = seeded(SAFE, ROWS, "0003_status_db_default_for_new_rows")
     holder = psycopg2.connect(url, application_name="psql")
-    migrate = None
     try:
         with holder.cursor() as cursor:  # a row of the second batch (ids 10001-20000), locked until rollback
             cursor.execute("SELECT id FROM large_user WHERE id = 15000 FOR UPDATE")
-        with watched(url, ["large_user", "small_user"]) as screen:
-            migrate = run_migration(SAFE, url, "0004_backfill_status_batched")
+        with watched(url, ["large_user", "small_user"]) as screen, \
+                migrating(SAFE, url, "0004_backfill_status_batched") as migrate:
 
             def stuck_on_the_row():
                 view = screen().migration
@@ -279,24 +292,20 @@ def test_a_batched_backfill_stopped_on_a_locked_row_shows_its_progress_and_whom_
             queue = screen().queue
             assert [(line.kind, line.waiters.split()[0], line.what) for line in queue] == [
                 (MIGRATION, "migration", "a row")]
-        holder.rollback()
-        output, _ = migrate.communicate(timeout=FAILSAFE_S)
-        assert migrate.returncode == 0, output
+            holder.rollback()
+            succeeds(migrate)
     finally:
-        if migrate is not None and migrate.poll() is None:
-            migrate.kill()
         holder.close()
 
 
 def test_create_index_concurrently_waiting_for_an_older_transaction_shows_its_phase(seeded):
     url = seeded("proj03_safe_backfill", ROWS)
     writer = psycopg2.connect(url, application_name="psql")
-    migrate = None
     try:
         with writer.cursor() as cursor:  # a write left open: the build waits for it before it starts
             cursor.execute("UPDATE large_user SET name = name WHERE id = 1")
-        with watched(url, ["large_user", "small_user"]) as screen:
-            migrate = run_migration("proj03_safe_backfill", url, "0002_build_email_index_concurrently")
+        with watched(url, ["large_user", "small_user"]) as screen, \
+                migrating("proj03_safe_backfill", url, "0002_build_email_index_concurrently") as migrate:
 
             def waiting_build():
                 view = screen().migration
@@ -308,12 +317,9 @@ def test_create_index_concurrently_waiting_for_an_older_transaction_shows_its_ph
             assert migration.progress.detail == "0 of 1 transactions"
             assert migration.waits[0].relation == "older transactions to end"
             assert not [line for line in screen().queue if line.kind == API]
-        writer.rollback()
-        output, _ = migrate.communicate(timeout=FAILSAFE_S)
-        assert migrate.returncode == 0, output
+            writer.rollback()
+            succeeds(migrate)
     finally:
-        if migrate is not None and migrate.poll() is None:
-            migrate.kill()
         writer.close()
 
 
@@ -422,7 +428,6 @@ def test_in_a_terminal_a_risky_step_shows_the_failures_and_the_waiting_queue(ris
     terminal = Terminal(tmp_path, watch_argv(*([RISKY] if screenshot else []), "--url", f"http://127.0.0.1:{port}",
                                              "--database-url", url, "--log", "watch.log"), watch_env())
     report = psycopg2.connect(url, application_name="psql")
-    migrate = None
     try:
         history = 18 if screenshot else 0  # a screenshot shows some seconds of traffic before the step
 
@@ -432,9 +437,6 @@ def test_in_a_terminal_a_risky_step_shows_the_failures_and_the_waiting_queue(ris
         healthy = terminal.wait_for(answering, "both endpoints answering")
         check_screen_size(healthy)
         assert "no migration running" in healthy and "nobody waits" in healthy
-        with report.cursor() as cursor:  # a report: ACCESS SHARE on the table until it ends
-            cursor.execute("SELECT count(*) FROM large_user")
-        migrate = run_migration(RISKY, url, "0003_make_status_not_null_with_default")
         failing_for = 8.0 if screenshot else 0.0
 
         def outage_and_queue(screen: str) -> bool:
@@ -446,20 +448,20 @@ def test_in_a_terminal_a_risky_step_shows_the_failures_and_the_waiting_queue(ris
                         and re.search(r"\d+ API backends? → migration \d+ +large_user: ", screen)
                         and failing and min(failing) >= failing_for)
 
-        risky = terminal.wait_for(outage_and_queue, "the failures and the queue behind the migration")
-        check_screen_size(risky)
-        assert 'ALTER TABLE "large_user" ALTER COLUMN "status"' in risky
-        if screenshot:
-            screen_png(terminal.screen(colours=True), Path(screenshot))
-        report.rollback()  # the report ends: the migration gets its lock, runs, commits
-        output, _ = migrate.communicate(timeout=FAILSAFE_S)
-        assert migrate.returncode == 0, output
+        with report.cursor() as cursor:  # a report: ACCESS SHARE on the table until it ends
+            cursor.execute("SELECT count(*) FROM large_user")
+        with migrating(RISKY, url, "0003_make_status_not_null_with_default") as migrate:
+            risky = terminal.wait_for(outage_and_queue, "the failures and the queue behind the migration")
+            check_screen_size(risky)
+            assert 'ALTER TABLE "large_user" ALTER COLUMN "status"' in risky
+            if screenshot:
+                screen_png(terminal.screen(colours=True), Path(screenshot))
+            report.rollback()  # the report ends: the migration gets its lock, runs, commits
+            succeeds(migrate)
         terminal.wait_for(lambda screen: screen.count("✔ SUCCESS 200") == 2 and "nobody waits" in screen
                           and "no migration running" in screen, "the API back after the step")
         summary, _ = stop_with_ctrl_c(terminal)
     finally:
-        if migrate is not None and migrate.poll() is None:
-            migrate.kill()
         report.close()
         terminal.close()
     found = re.fullmatch(r"watch: ([\d,]+) requests, ([\d,]+) failed, longest outage ([\d.]+) s; log watch.log",
