@@ -157,9 +157,11 @@ def query(database_url: str, statement: str, params=None):
 # showdown, a lab, a judgement). pytest-xdist's own way, the xdist_group mark with --dist loadgroup, does nothing
 # under pytest 9 (it renames items through an attribute pytest 9 no longer reads), so the suite says here which
 # tests go together, and every other test is a work unit of its own.
-SHARED_BY_MODULE = {"test_catalog.py", "test_cli.py", "test_endpoints.py", "test_judge.py", "test_showdown_end_to_end.py"}
+SHARED_BY_MODULE = {"test_catalog.py", "test_cli.py", "test_endpoints.py", "test_showdown_end_to_end.py"}
 SHARED_BY_FUNCTION = {"test_faults.py::test_the_lab_recovers_from_postgresql_killed_in_the_middle_of_a_step"}
 SHARED_BY_PARAMETER = {"test_lessons.py"}  # one judgement per project, for every test of that project
+# Only the tests that use the module's shared judgement; the others (one judge run each) are units of their own.
+SHARED_BY_FIXTURE = {"test_judge.py": "shop"}
 
 
 def work_unit(nodeid: str) -> str:
@@ -173,7 +175,19 @@ def work_unit(nodeid: str) -> str:
         return f"{path}::{function}"
     if module in SHARED_BY_PARAMETER and parameter:
         return f"{path}[{parameter}"
+    if module in SHARED_BY_FIXTURE and _uses(path, function, SHARED_BY_FIXTURE[module]):
+        return f"{path}::{SHARED_BY_FIXTURE[module]}"
     return nodeid
+
+
+def _uses(path: str, function: str, fixture: str) -> bool:
+    """Whether the test function names the fixture among its arguments (read from the module's source)."""
+    import re
+    from pathlib import Path
+
+    source = (Path(__file__).parent.parent / path).read_text() if not Path(path).is_absolute() else Path(path).read_text()
+    match = re.search(rf"def {re.escape(function)}\(([^)]*)\)", source)
+    return bool(match and re.search(rf"\b{fixture}\b", match.group(1)))
 
 
 @pytest.hookimpl(tryfirst=True)

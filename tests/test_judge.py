@@ -252,3 +252,30 @@ def judge_databases_of(module) -> set[str]:
             return {name for (name,) in cursor.fetchall()}
     finally:
         connection.close()
+
+
+# -- the lab's own projects, through the general judge ------------------------------------------------------------
+
+def _lab_projects():
+    from migrationlab.scenarios import all_projects
+
+    return all_projects()
+
+
+@pytest.mark.parametrize("project", _lab_projects(), ids=lambda project: project.name)
+def test_the_general_judge_gives_every_lab_step_the_verdicts_its_scenario_claims(pg, project):
+    """The lab's claims (scenario.toml, judged in tests/test_lessons.py with the API's own views) hold through the
+    general judge too: its own seeding, its own probes (a row by primary key; an UPDATE of the first and the middle
+    row), on the large table. A project whose steps run behind a report is judged --with-report."""
+    behind_report = any(actor.kind == "long_query" for step in project.steps for actor in step.actors)
+    done = judge("--settings", f"{project.name}.settings", "demoapp", "--rows", "20000", "--format", "json",
+                 *(["--with-report", "60"] if behind_report else []), cwd=project.folder)
+    assert done.returncode in (0, 1), done.stderr
+    migrations = {m["migration"].split(".", 1)[1]: m for m in json.loads(done.stdout)["migrations"]}
+    levels = ("never", "briefly", "throughout")
+    for step in project.steps:
+        migration = migrations[step.migration]
+        assert migration["error"] is None, migration
+        on_large = [t for s in migration["statements"] for t in s["tables"] if t["table"] == project.large_table]
+        worst = {what: max([t[what] for t in on_large] or ["never"], key=levels.index) for what in ("reads", "writes")}
+        assert (worst["reads"], worst["writes"]) == (step.reads, step.writes), (step.migration, migration)

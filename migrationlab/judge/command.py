@@ -7,6 +7,7 @@ drops); `stats` only reads, in a read-only transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -177,7 +178,10 @@ def judge(args) -> int:
             return 0
         say(f"judge: {len(judged)} migration(s), tables seeded to {args.rows:,} rows")
         settings = runner.Settings(rows=args.rows, production_rows=sizes, with_report=args.with_report)
-        results = runner.run(plan, judged, url, settings, say)
+        # The migrations' own output (a batched backfill's progress) goes to stderr: stdout carries the report.
+        with contextlib.redirect_stdout(sys.stderr):
+            results = runner.run(plan, judged, url, settings, say)
+            print()  # the progress lines end without a newline
         from django.db import connections
 
         connections.close_all()

@@ -131,8 +131,9 @@ def touched_models(migration, before_apps) -> tuple[list, bool]:
     return models, opaque
 
 
-def with_references(models: list, after_apps) -> list:
-    """The models and, first, every model their foreign keys point to (also keys the migration is adding)."""
+def with_references(models: list, after_apps, final_apps=None) -> list:
+    """The models and, first, every model their foreign keys point to (also keys the migration, or a later one, is
+    adding)."""
     ordered, seen = [], set()
 
     def visit(model, depth=0):
@@ -140,7 +141,7 @@ def with_references(models: list, after_apps) -> list:
         if key in seen or depth > 20:
             return
         seen.add(key)
-        for target in _targets(model, after_apps):
+        for target in _targets(model, after_apps) + _later_targets(model, final_apps):
             visit(target, depth + 1)
         ordered.append(model)
 
@@ -173,21 +174,37 @@ def _targets(model, after_apps) -> list:
     return targets
 
 
-def becomes_foreign_key(model, after_apps) -> dict[str, str]:
-    """Columns the migration turns into foreign keys (an integer column made a ForeignKey): column -> the table it
-    will point at, so that the seeded values already point at existing rows (else the constraint could not be
+def newest_fields(model, final_apps) -> dict[str, object]:
+    """The fields of the model's table in the project's newest state, by column (empty if the table goes)."""
+    table = model._meta.db_table
+    for candidate in final_apps.get_models():
+        if candidate._meta.db_table == table:
+            return {f.column: f for f in candidate._meta.concrete_fields}
+    return {}
+
+
+def _later_targets(model, final_apps) -> list:
+    if final_apps is None:
+        return []
+    by_table = {m._meta.db_table: m for m in model._meta.apps.get_models()}
+    return [by_table[table] for table in becomes_foreign_key(model, final_apps).values()
+            if table in by_table and table != model._meta.db_table]
+
+
+def becomes_foreign_key(model, final_apps) -> dict[str, str]:
+    """Columns a later migration turns into foreign keys (an integer column made a ForeignKey): column -> the table
+    it will point at, so that the seeded values already point at existing rows (else the constraint could not be
     validated, in production as here)."""
-    later = _after(model, after_apps)
-    if later is None:
-        return {}
+    later = newest_fields(model, final_apps)
     plain = {f.column for f in model._meta.concrete_fields if not f.is_relation}
-    return {f.column: f.related_model._meta.db_table for f in later._meta.concrete_fields
-            if f.is_relation and f.many_to_one and f.column in plain}
+    tables = {m._meta.db_table for m in model._meta.apps.get_models()}
+    return {column: f.related_model._meta.db_table for column, f in later.items()
+            if f.is_relation and f.many_to_one and column in plain and f.related_model._meta.db_table in tables}
 
 
 # -- seeding -----------------------------------------------------------------------------------------------------
 
-def seed(models: list, touched: set[str], rows: int, url: str, say, after_apps=None
+def seed(models: list, touched: set[str], rows: int, url: str, say, final_apps=None
          ) -> tuple[dict[str, int], list[str]]:
     """Seed each model's table (touched ones to `rows`, the others to rows / 10); committed, then analysed."""
     seeded, notes = {}, []
@@ -196,7 +213,8 @@ def seed(models: list, touched: set[str], rows: int, url: str, say, after_apps=N
         for model in models:
             table = model._meta.db_table
             target = rows if model._meta.label_lower in touched else max(1, rows // REFERENCED_SHARE)
-            plan = seeding.plan_for(model, becomes_foreign_key(model, after_apps) if after_apps else {})
+            plan = seeding.plan_for(model, becomes_foreign_key(model, final_apps) if final_apps else {},
+                                    newest_fields(model, final_apps) if final_apps else {})
             notes += [f"{table}.{note}" for note in plan.notes]
             if plan.impossible:
                 notes.append(f"{table}: not seeded: {plan.impossible}")
@@ -228,10 +246,12 @@ def seed(models: list, touched: set[str], rows: int, url: str, say, after_apps=N
 # -- probing ------------------------------------------------------------------------------------------------------
 
 class TableProbes(Probes):
-    """The read and write of every table the migration holds a lock on, found at each stop in pg_locks: a row by
-    primary key (the middle one, chosen before the migration ran), and an UPDATE of it that changes nothing."""
+    """The read and write of every table the migration holds a lock on, found at each stop in pg_locks: a read of a
+    row by primary key (the middle one, chosen before the migration ran), and an UPDATE that changes nothing of two
+    rows, the first and the middle one: a data migration that works through the oldest rows (a retention delete)
+    or through the whole table holds a row lock on at least one of them."""
 
-    def __init__(self, monitor, url: str, rows_by_table: dict[str, tuple[str, object]]):
+    def __init__(self, monitor, url: str, rows_by_table: dict[str, tuple[str, list]]):
         super().__init__(monitor, {})
         self.url = url
         self.rows_by_table = rows_by_table  # table -> (primary key column, the row's key)
@@ -243,15 +263,15 @@ class TableProbes(Probes):
         return connection
 
     def _add(self, table: str, oid: int) -> None:
-        pk, key = self.rows_by_table.get(table, (None, None))
+        pk, keys = self.rows_by_table.get(table, (None, []))
         ident = sql.Identifier(table).as_string(self.monitor)
-        if pk is None:
-            read, write = f"SELECT 1 FROM {ident} LIMIT 1", f"UPDATE {ident} SET ctid = ctid WHERE false"
+        if pk is None:  # no single-column primary key: the table's locks only
+            read, write = f"SELECT 1 FROM {ident} LIMIT 1", f"LOCK TABLE {ident} IN ROW EXCLUSIVE MODE"
         else:
             column = sql.Identifier(pk).as_string(self.monitor)
-            literal = sql.Literal(key).as_string(self.monitor)
-            read = f"SELECT * FROM {ident} WHERE {column} = {literal}"
-            write = f"UPDATE {ident} SET {column} = {column} WHERE {column} = {literal}"
+            literals = ", ".join(sql.Literal(key).as_string(self.monitor) for key in keys) or "NULL"
+            read = f"SELECT * FROM {ident} WHERE {column} = {sql.Literal(keys[-1] if keys else None).as_string(self.monitor)}"
+            write = f"UPDATE {ident} SET {column} = {column} WHERE {column} IN ({literals})"
         self.senders[table] = (sql_sender(self._new, read, self.failures), sql_sender(self._new, write, self.failures))
         self.oids[table] = oid
 
@@ -279,8 +299,8 @@ class TableProbes(Probes):
         self.failures.clear()  # a probe of a table the statement changed may fail (a column it renamed): not a wait
 
 
-def probe_rows(url: str) -> dict[str, tuple[str, object]]:
-    """Per user table: its primary key column and the key of its middle row (None if it has no rows)."""
+def probe_rows(url: str) -> dict[str, tuple[str, list]]:
+    """Per user table: its primary key column and the keys of its first and middle rows (none if it has no rows)."""
     out = {}
     connection = psycopg2.connect(url, application_name="judge-monitor")
     connection.autocommit = True
@@ -291,10 +311,10 @@ def probe_rows(url: str) -> dict[str, tuple[str, object]]:
                            "JOIN pg_namespace s ON s.oid = c.relnamespace WHERE i.indisprimary "
                            "AND s.nspname = current_schema() AND i.indnatts = 1")
             for table, pk in cursor.fetchall():
-                cursor.execute(sql.SQL("SELECT {pk} FROM {t} ORDER BY {pk} OFFSET (SELECT count(*) / 2 FROM {t}) "
-                                       "LIMIT 1").format(pk=sql.Identifier(pk), t=sql.Identifier(table)))
-                row = cursor.fetchone()
-                out[table] = (pk, row[0] if row else None)
+                cursor.execute(sql.SQL("(SELECT {pk} FROM {t} ORDER BY {pk} LIMIT 1) UNION ALL (SELECT {pk} FROM {t} "
+                                       "ORDER BY {pk} OFFSET (SELECT count(*) / 2 FROM {t}) LIMIT 1)").format(
+                    pk=sql.Identifier(pk), t=sql.Identifier(table)))
+                out[table] = (pk, list(dict.fromkeys(key for (key,) in cursor.fetchall())))
     finally:
         connection.close()
     return out
@@ -364,7 +384,9 @@ def judge_migration(node: Node, executor, url: str, monitor, settings: Settings,
     before_apps, after_apps = states(executor.loader, applied, node)
     models, opaque = touched_models(migration, before_apps)
     touched = {m._meta.label_lower for m in models}
-    seeded, notes = seed(with_references(models, after_apps), touched, settings.rows, url, say, after_apps)
+    final_apps = executor.loader.project_state().apps  # the newest state: what the columns become
+    seeded, notes = seed(with_references(models, after_apps, final_apps), touched, settings.rows, url, say,
+                         final_apps)
     if opaque:
         notes.append("runs RunPython or RunSQL: the judge cannot see which tables it touches, so it seeded every "
                      "table of its app; a RunPython's time depends on the data (data-dependent)")

@@ -128,9 +128,30 @@ def field_expression(field_, unique: bool, n: str = "n") -> tuple[str | None, st
     return None, f"{field_.name}: cannot fill a {kind}"
 
 
-def plan_for(model, becomes_fk: dict[str, str] | None = None) -> SeedPlan:
+TEXT_KINDS = ("CharField", "TextField", "SlugField")
+
+
+def text_as(field_, later, n: str = "n") -> tuple[str | None, str | None]:
+    """A text column's values in the form they will take: the type a later migration gives the column (`later`, the
+    field of the same column in the project's newest state), else what its name says (an email, a timestamp).
+    A data migration that parses the text, or a type change with USING, then works on it as it would in production.
+    """
+    if later is not None and later.get_internal_type() not in TEXT_KINDS + ("ForeignKey", "OneToOneField"):
+        expression, _ = field_expression(later, False, n)
+        if expression is not None:
+            return f"({expression})::text", f"{field_.name}: text in the form of the {later.get_internal_type()} a " \
+                                            "later migration makes it"
+    name = field_.name.lower()
+    if "email" in name:
+        return f"'user' || {n} || '@example.com'", None
+    if name.endswith("_at") or name.endswith("date") or name.endswith("_on") or name.endswith("time"):
+        return f"({EPOCH} + {n} * interval '1 second')::text", f"{field_.name}: a timestamp as text (its name)"
+    return None, None
+
+
+def plan_for(model, becomes_fk: dict[str, str] | None = None, later: dict[str, object] | None = None) -> SeedPlan:
     """How to seed `model`'s table. `becomes_fk`: plain columns filled as foreign keys to a table (column -> table),
-    because the migration being judged makes them foreign keys."""
+    because a later migration makes them foreign keys. `later`: column -> its field in the project's newest state."""
     meta = model._meta
     plan = SeedPlan(meta.db_table, pk_column=meta.pk.column if meta.pk else None)
     uniques = unique_columns(model)
@@ -149,6 +170,11 @@ def plan_for(model, becomes_fk: dict[str, str] | None = None) -> SeedPlan:
             plan.expressions.append(f"{alias}.id")
             continue
         expression, note = field_expression(field_, unique)
+        if field_.get_internal_type() in TEXT_KINDS and not unique and not field_.choices:
+            shaped, shaped_note = text_as(field_, (later or {}).get(field_.column))
+            if shaped is not None:
+                limit = field_.max_length
+                expression, note = (f"left({shaped}, {limit})" if limit else shaped), shaped_note
         if expression is None:
             if field_.null:
                 plan.notes.append(f"{note}; NULL instead")
