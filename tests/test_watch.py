@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -326,14 +325,14 @@ def test_create_index_concurrently_waiting_for_an_older_transaction_shows_its_ph
 # -- a real terminal: tmux at 80x24 ---------------------------------------------------------------------------------
 
 class Terminal:
-    """A tmux server of its own (its own socket), one window of 80x24 running `argv` from a bash script that says
+    """A tmux server of its own (its socket in the test's folder), one window of 80x24 running `argv` from a bash script that says
     how it ended (a line "[exited with status N]": bash reaps the program and prints its status)."""
 
     def __init__(self, tmp_path: Path, argv: list[str], env: dict[str, str], cwd: Path | None = None):
         self.tmux = shutil.which("tmux")
         if self.tmux is None:
             pytest.skip("tmux is not installed (Debian: apt-get install tmux): the terminal tests need it")
-        self.socket = f"watch-test-{uuid.uuid4().hex[:8]}"
+        self.socket = str(tmp_path / "tmux.socket")  # a server of its own, its socket gone with the test's folder
         config = tmp_path / "tmux.conf"
         config.write_text("set -g remain-on-exit on\n")
         script = tmp_path / "run.sh"
@@ -343,7 +342,7 @@ class Terminal:
                  "-c", str(cwd or tmp_path), f"bash {shlex.quote(str(script))}")
 
     def run(self, *args: str) -> str:
-        done = subprocess.run([self.tmux, "-L", self.socket, *args], capture_output=True, text=True,
+        done = subprocess.run([self.tmux, "-S", self.socket, *args], capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, env={**os.environ, "LANG": "C.UTF-8"})
         assert done.returncode == 0, done.stderr
         return done.stdout
@@ -373,7 +372,7 @@ class Terminal:
         return int(ended[1]) if ended else None
 
     def close(self) -> None:
-        subprocess.run([self.tmux, "-L", self.socket, "kill-server"], capture_output=True)
+        subprocess.run([self.tmux, "-S", self.socket, "kill-server"], capture_output=True)
 
 
 def watch_argv(*args: str) -> list[str]:
