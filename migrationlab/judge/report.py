@@ -54,6 +54,10 @@ JUDGE_SCHEMA = {
                 "seeded": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "notes": {"type": "array", "items": {"type": "string"}},
                 "error": {"type": ["string", "null"]},
+                "estimate": {"type": ["object", "null"], "description": "every statement at production size: "
+                                                                        "batches of one statement grow like n",
+                             "properties": {"seconds": {"type": "number"}, "measured_seconds": {"type": "number"},
+                                            "models": {"type": "array", "items": {"type": "string"}}}},
                 "locks_held": {"type": "array", "items": {
                     "type": "object", "required": ["table", "lock", "from_statement", "to_statement"],
                     "properties": {"table": {"type": "string"}, "lock": {"type": "string"},
@@ -79,6 +83,8 @@ JUDGE_SCHEMA = {
                             "seconds": {"type": "number"}, "model": {"enum": ["1", "n", "n log n"]},
                             "production_rows": {"type": "integer"}, "measured_rows": {"type": "integer"},
                             "factor": {"type": "number"}}},
+                        "work_table": {"type": ["string", "null"]},
+                        "rows_written": {"type": "integer"},
                         "fix": {"type": ["object", "null"], "properties": {
                             "operation": {"type": "string", "description": "docs/catalog.md's operation"},
                             "project": {"type": "string"}, "use": {"type": "string"}}},
@@ -119,6 +125,10 @@ def render_text(data: dict) -> str:
                       f"{'; data-dependent (RunPython)' if migration['data_dependent'] else ''})"]
         if migration["error"]:
             lines.append(f"  FAILED: {migration['error']}")
+        if migration.get("estimate"):
+            whole = migration["estimate"]
+            lines.append(f"  its statements: {whole['measured_seconds']:.2f} s here, about {whole['seconds']:.1f} s "
+                         f"at production size ({', '.join(whole['models']) or 'constant'})")
         lines.append(f"  {'#':>3} {'table':24} {'lock':22} {'reads':10} {'writes':10} {'rewrite':7} {'scan':5} "
                      f"{'s@' + format(data['rows'], ','):>9} {'s@production':>14}")
         for statement in migration["statements"]:

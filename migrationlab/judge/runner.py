@@ -63,6 +63,8 @@ class StatementFinding:
     probed: bool = True
     estimate: dict | None = None
     fix: dict | None = None
+    work_table: str | None = None  # the table it worked on most (its size drives the estimate)
+    rows_written: int = 0  # rows of that table it wrote (a batch of a backfill, or every row)
 
     def worst(self, what: str) -> str:
         values = [getattr(table, what) for table in self.tables] or ["never"]
@@ -81,6 +83,7 @@ class MigrationFinding:
     statements: list[StatementFinding]
     locks_held: list[dict]  # atomic: each table's strongest lock, from the statement that took it to the commit
     error: str | None = None
+    estimate: dict | None = None  # the whole migration's statements at production size (batches counted as n)
 
     def worst(self, what: str) -> str:
         values = [s.worst(what) for s in self.statements] or ["never"]
@@ -412,11 +415,12 @@ def judge_migration(node: Node, executor, url: str, monitor, settings: Settings,
         error, pauses = f"{type(failure).__name__}: {text}", []
     seconds = time.perf_counter() - started
     statements = findings(pauses, table_rows, oids, settings)
+    whole = migration_estimate(statements, table_rows, oids, settings)
     return MigrationFinding(
         migration=str(node), file=_file_of(migration), atomic=bool(getattr(migration, "atomic", True)),
         data_dependent=any(type(op).__name__ == "RunPython" for m in [migration] for op in m.operations),
         seconds=round(seconds, 3), seeded=seeded, notes=notes, statements=statements,
-        locks_held=locks_held(statements), error=error)
+        locks_held=locks_held(statements), error=error, estimate=whole)
 
 
 def _file_of(migration) -> str:
@@ -457,17 +461,20 @@ def findings(pauses: list[Pause], table_rows: dict[int, int], oids: dict[str, in
         finding = StatementFinding(len(out) + 1, pause.statement, pause.transaction,
                                    round(pause.seconds, 4) if pause.seconds is not None else None, tables,
                                    pause.waiting_for, pause.phase, pause.lock_timeout, pause.probed)
-        # The size model and the estimate, on the table the statement worked on most.
+        # The size model and the estimate, on the table the statement worked on most (else the one it names).
         heaviest, work, written = None, 0, 0
         for name, oid in oids.items():
             before, after = pause.detail_before.get(oid), pause.detail_after.get(oid)
-            if before and after and max(after[0] - before[0], after[1] - before[1]) >= work:
+            if before and after and max(after[0] - before[0], after[1] - before[1]) > work:
                 heaviest, work, written = name, max(after[0] - before[0], after[1] - before[1]), after[1] - before[1]
-        target = next((t for t in tables if t.table == heaviest), tables[0] if tables else None)
-        if target is not None:
-            rows = table_rows.get(oids.get(target.table), 0)
-            model = size_model(pause.statement, target, written if target.table == heaviest else 0, rows)
-            finding.estimate = estimate(pause.seconds, model, rows, settings.production_rows.get(target.table))
+        if heaviest is None:
+            heaviest = next((t.table for t in tables if t.table in oids), None) or named_table(pause.statement, oids)
+        if heaviest is not None:
+            rows = table_rows.get(oids[heaviest], 0)
+            target = next((t for t in tables if t.table == heaviest), None)
+            model = size_model(pause.statement, target, written, rows)
+            finding.work_table, finding.rows_written = heaviest, written
+            finding.estimate = estimate(pause.seconds, model, rows, settings.production_rows.get(heaviest))
         # The lock queue's fix belongs to the statement that takes a strong lock, not to those that hold it on.
         taken = {t.table: t.lock for t in tables if t.lock in STRONG_TABLE_LOCKS}
         earlier = {t.table: t.lock for s in out if s.transaction == pause.transaction for t in s.tables}
@@ -479,6 +486,45 @@ def findings(pauses: list[Pause], table_rows: dict[int, int], oids: dict[str, in
             finding.fix = {"operation": fix.key, "project": fix.project, "use": fix.use}
         out.append(finding)
     return out
+
+
+def named_table(statement: str, oids: dict[str, int]) -> str | None:
+    """The first measured table the statement names (CREATE INDEX ... ON t, ALTER TABLE t, UPDATE t, FROM t)."""
+    for match in re.finditer(r'\b(?:ON|TABLE(?:\s+ONLY)?|UPDATE|FROM|INTO)\s+"?([\w$]+)"?', statement, re.IGNORECASE):
+        if match.group(1) in oids:
+            return match.group(1)
+    return None
+
+
+def migration_estimate(statements: list[StatementFinding], table_rows: dict[int, int], oids: dict[str, int],
+                       settings: Settings) -> dict | None:
+    """The migration's statements at production size. A statement repeated (the batches of a backfill or a delete,
+    one SQL text) whose repeats together wrote at least half a table: their total grows like n (more batches, each
+    as long); every other statement by its own size model."""
+    if not settings.production_rows:
+        return None
+    groups: dict[str, list[StatementFinding]] = {}
+    for statement in statements:
+        groups.setdefault(statement.sql, []).append(statement)
+    measured = estimated = 0.0
+    models = set()
+    for sql_text, group in groups.items():
+        seconds = sum(s.seconds or 0 for s in group)
+        measured += seconds
+        table = group[0].work_table
+        rows = table_rows.get(oids.get(table), 0) if table else 0
+        production = settings.production_rows.get(table) if table else None
+        if len(group) > 1 and rows and production and sum(s.rows_written for s in group) >= rows // 2:
+            estimated += seconds * production / rows
+            models.add("n (batches)")
+            continue
+        for statement in group:
+            if statement.estimate:
+                estimated += statement.estimate["seconds"]
+                models.add(statement.estimate["model"])
+            else:
+                estimated += statement.seconds or 0
+    return {"seconds": round(estimated, 3), "measured_seconds": round(measured, 3), "models": sorted(models)}
 
 
 def locks_held(statements: list[StatementFinding]) -> list[dict]:

@@ -1,8 +1,9 @@
 """Seed any Django model's table, set-based inside PostgreSQL, from the historical model at a point of the graph.
 
 One `INSERT ... SELECT <an SQL expression of n per column> FROM generate_series(...) AS n` per table, as the lab's
-own seeder does (migrationlab/seeding.py), never Django objects: 100,000 rows take seconds. Each column gets a value
-that satisfies what the model says of it: NOT NULL, max_length, unique (and unique_together / UniqueConstraint
+own seeder does (migrationlab/seeding.py), never Django objects: 100,000 rows take seconds. A nullable column is
+NULL in every other row (a backfill has rows to fill, a copy has values to copy). Each value satisfies what the
+model says of its column: NOT NULL, max_length, unique (and unique_together / UniqueConstraint
 fields: then the value carries n), choices (cycled), decimal digits; a foreign key points at an existing row of its
 table, which is seeded first. A column the seeder cannot fill is named, with what it did instead: NULL where the
 column allows it, the database default where it has one, else the table is left as it is.
@@ -186,6 +187,10 @@ def plan_for(model, becomes_fk: dict[str, str] | None = None, later: dict[str, o
             return plan
         if note:
             plan.notes.append(note)
+        if field_.null and not field_.primary_key:
+            # Every other row NULL: a backfill has rows to fill, a copy has values to copy. Said explicitly: a
+            # database default would fill an omitted column.
+            expression = f"CASE WHEN n % 2 = 0 THEN NULL ELSE {expression} END"
         plan.columns.append(field_.column)
         plan.expressions.append(expression)
     return plan
