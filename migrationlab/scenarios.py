@@ -20,7 +20,7 @@ from migrationlab import REPO_ROOT
 WAIT_CLAIMS = ("never", "briefly", "throughout")
 STEP_KINDS = ("risky", "safe")
 # What the showdown starts beside a step's migration (see Actor).
-ACTOR_KINDS = ("long_query", "previous_release")
+ACTOR_KINDS = ("long_query", "previous_release", "append_rows")
 # A project whose lesson spans releases (code and schema changing together) runs one release at a time: this
 # environment variable selects it (settings.DEMO_RELEASE; default: the latest). What a step does to the requests of
 # the release still serving while it runs (its previous_release actor), checked by the judge:
@@ -42,6 +42,9 @@ class Actor:
     previous_release  - a second web server of the project, started with `env` added to its environment (what
                         selects the release still serving traffic: DEMO_RELEASE), probed like the main one until
                         the step ends.
+    append_rows       - `rows` new rows inserted into the large table, as scenario.toml's [append] describes them
+                        (`manage.py append_rows`), before the step: time passing, and what the application wrote
+                        meanwhile (an event log's new events, which a retention step must leave in place).
 
     In scenario.toml:  actors = [{kind = "long_query", seconds = 20}]
     """
@@ -49,6 +52,7 @@ class Actor:
     kind: str
     seconds: float = 0.0
     env: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,10 @@ class Project:
     # A lesson that spans releases: the release serving at the start migration (each step then names its own).
     # None: the project has one release.
     start_release: int | None = None
+    # [append]: the rows the application goes on writing after the start (an event log's new events), an SQL
+    # expression of i per column as [seed]; `manage.py append_rows` and the append_rows actor insert them. Empty:
+    # the project has none.
+    append_columns: dict[str, str] = field(default_factory=dict)
 
     @property
     def latest_release(self) -> int:
@@ -172,7 +180,7 @@ def _load_actors(raw: dict, where: Path) -> tuple[Actor, ...]:
         step = raw.get("migration", "?")
         if not isinstance(entry, dict) or entry.get("kind") not in ACTOR_KINDS:
             raise ScenarioError(f"{where}: step {step}: an actor is a table with kind one of {ACTOR_KINDS}")
-        unknown = set(entry) - {"kind", "seconds", "env"}
+        unknown = set(entry) - {"kind", "seconds", "env", "rows"}
         if unknown:
             raise ScenarioError(f"{where}: step {step}: unknown actor key(s) {', '.join(sorted(unknown))}")
         seconds, env = entry.get("seconds", 0.0), entry.get("env", {})
@@ -182,7 +190,12 @@ def _load_actors(raw: dict, where: Path) -> tuple[Actor, ...]:
             raise ScenarioError(f"{where}: step {step}: a long_query actor needs seconds > 0")
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise ScenarioError(f"{where}: step {step}: actor env must be a table of strings")
-        actors.append(Actor(kind=entry["kind"], seconds=float(seconds), env=dict(env)))
+        rows = entry.get("rows", 0)
+        if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+            raise ScenarioError(f"{where}: step {step}: actor rows must be a whole number >= 0")
+        if entry["kind"] == "append_rows" and rows <= 0:
+            raise ScenarioError(f"{where}: step {step}: an append_rows actor needs rows > 0")
+        actors.append(Actor(kind=entry["kind"], seconds=float(seconds), env=dict(env), rows=rows))
     return tuple(actors)
 
 
@@ -309,7 +322,11 @@ def load_project(folder: Path) -> Project:
         **referenced,
         write_query=_optional(tables, "write_query", path) or "",
         start_release=_whole_number(data, "start_release", str(path)),
+        append_columns=dict(_require(data, "append", path, dict)) if "append" in data else {},
     )
+    appends = any(actor.kind == "append_rows" for step in project.steps for actor in step.actors)
+    if appends and not project.append_columns:
+        raise ScenarioError(f"{path}: an append_rows actor needs an [append] table (the rows to insert)")
     _check_releases(project, path)
     return project
 

@@ -4,6 +4,8 @@ The way pg_restore loads a table: in one transaction, empty it (TRUNCATE; a serv
 skips WAL for the load), drop its indexes, insert in chunks (progress between chunks), rebuild the indexes, commit; then
 VACUUM ANALYZE so the first migration neither sets hint bits on every page nor plans with empty statistics.
 Column values are SQL expressions of the row number `i`, from the project's scenario.toml ([seed]).
+`append` inserts the rows an application goes on writing after that (scenario.toml's [append]: an event log's new
+events), with ids from the table's own default, in the table as it is then (a partitioned one included).
 A project whose large table refers to another one (a foreign key lesson) has that table seeded first, with
 [referenced_seed], so every row of the large table can point at an existing one.
 """
@@ -29,13 +31,28 @@ class SeedResult:
     referenced_rows: int = 0
 
 
+def _referencing(cursor, table: str) -> list[tuple[str, str, str]]:
+    """The foreign keys of other tables that point at `table`: (their table, constraint name, definition)."""
+    cursor.execute(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE contype = 'f' AND confrelid = %(table)s::regclass AND conrelid <> %(table)s::regclass "
+        "ORDER BY conrelid::regclass::text, conname",
+        {"table": table},
+    )
+    return cursor.fetchall()
+
+
 def _index_plan(cursor, table: str) -> tuple[list[sql.Composable], list[sql.Composable]]:
     """Statements that drop the table's indexes, and those that rebuild them as they were.
 
-    Returns two empty lists when the indexes cannot be dropped safely (another table's foreign key needs
-    them, or a constraint other than a primary key / unique owns one): then the load keeps them.
+    Another table's foreign key needs the index it points at: it is dropped first and added back last (it checks the
+    rows of its table, which the seed has emptied: nothing to check). Returns two empty lists when the indexes cannot
+    be dropped safely (the table's own foreign key points at itself, or a constraint other than a primary key /
+    unique owns one): then the load keeps them.
     """
-    cursor.execute("SELECT count(*) FROM pg_constraint WHERE confrelid = %s::regclass", [table])
+    referencing = _referencing(cursor, table)
+    cursor.execute("SELECT count(*) FROM pg_constraint "
+                   "WHERE confrelid = %(t)s::regclass AND conrelid = %(t)s::regclass", {"t": table})
     if cursor.fetchone()[0]:
         return [], []
     cursor.execute(
@@ -53,6 +70,8 @@ def _index_plan(cursor, table: str) -> tuple[list[sql.Composable], list[sql.Comp
         {"table": table},
     )
     drops, rebuilds = [], []
+    for other, name, constraint_def in referencing:
+        drops.append(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.SQL(other), sql.Identifier(name)))
     for name, contype, constraint_def, index_def in cursor.fetchall():
         if contype == "x":
             return [], []
@@ -65,6 +84,9 @@ def _index_plan(cursor, table: str) -> tuple[list[sql.Composable], list[sql.Comp
         else:
             drops.append(sql.SQL("DROP INDEX {}").format(sql.SQL(name)))
             rebuilds.append(sql.SQL(index_def))
+    for other, name, constraint_def in referencing:
+        rebuilds.append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} ").format(sql.SQL(other), sql.Identifier(name))
+                        + sql.SQL(constraint_def))
     return drops, rebuilds
 
 
@@ -114,6 +136,9 @@ def seed(
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
         cursor.execute("SET LOCAL max_parallel_maintenance_workers = 2")
+        # Tables whose rows point at the large table's (proj10's notes) are emptied with it: their rows would point
+        # at rows the seed replaces.
+        tables += [other for other, _, _ in _referencing(cursor, large_table) if other not in tables]
         # One TRUNCATE for all: a table a foreign key refers to can only be emptied with the tables referring to it.
         cursor.execute(
             sql.SQL("TRUNCATE {} RESTART IDENTITY").format(sql.SQL(", ").join(map(sql.Identifier, tables)))
@@ -150,3 +175,32 @@ def seed(
     finally:
         connection.autocommit = autocommit
     return SeedResult(large_rows, SMALL_TABLE_ROWS, time.monotonic() - started, len(rebuilds), referenced_rows)
+
+
+def _append_insert(table: str, columns: dict[str, str], first: int, last: int) -> sql.Composed:
+    names = [sql.Identifier(name) for name in columns]
+    values = [sql.SQL(expression) for expression in columns.values()]
+    return sql.SQL("INSERT INTO {table} ({names}) SELECT {values} FROM generate_series({first}, {last}) AS i").format(
+        table=sql.Identifier(table),
+        names=sql.SQL(", ").join(names),
+        values=sql.SQL(", ").join(values),
+        first=sql.Literal(first),
+        last=sql.Literal(last),
+    )
+
+
+def append(connection, *, table: str, columns: dict[str, str], rows: int,
+           progress: Callable[[str], None] = lambda line: None) -> float:
+    """Insert `rows` new rows into `table` (i = 1..rows in the `columns` expressions; ids from the table's default),
+    committed in chunks of CHUNK_ROWS, as an application's writes would arrive: nothing is emptied, no index is
+    dropped. Returns the seconds it took. `connection` is a psycopg2 connection; it is committed."""
+    if rows < 0:
+        raise ValueError("the row count cannot be negative")
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        for first in range(1, rows + 1, CHUNK_ROWS):
+            last = min(first + CHUNK_ROWS - 1, rows)
+            cursor.execute(_append_insert(table, columns, first, last))
+            connection.commit()
+            progress(f"  {table}: {last:,} / {rows:,} new rows, {time.monotonic() - started:.1f} s")
+    return time.monotonic() - started

@@ -9,6 +9,9 @@ long_query        a report session: reads one row of the large table in a transa
 previous_release  a second gunicorn of the project, started with the actor's `env` added (what selects the release
                   still serving traffic), on its own free port; its endpoints are probed as
                   "previous_release/list_large" and "previous_release/update_order".
+append_rows       `rows` new rows inserted into the large table (scenario.toml's [append], as `manage.py
+                  append_rows` does), done before the step starts: time passing, what the application wrote
+                  meanwhile. Nothing to stop.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from psycopg2 import sql
 from migrationlab import lab
 from migrationlab.errors import LabError
 from migrationlab.scenarios import Actor, Project
+from migrationlab.seeding import append
 from migrationlab.serving import free_port
 
 REPORT_APPLICATION = "report"
@@ -95,9 +99,39 @@ class PreviousRelease:
         lab.stop_web(self.project, instance=self.instance)
 
 
+class AppendRows:
+    def __init__(self, project: Project, database_url: str, rows: int):
+        self.project = project
+        self.database_url = database_url
+        self.rows = rows
+        self.seconds = 0.0
+
+    def describe(self) -> str:
+        return (f"{self.rows:,} new rows appended to {self.project.large_table} (scenario.toml [append]) "
+                f"in {self.seconds:.1f} s")
+
+    def start(self) -> None:
+        try:
+            connection = psycopg2.connect(self.database_url, application_name="append_rows", connect_timeout=10)
+        except psycopg2.Error as failure:
+            raise LabError(f"the append_rows actor could not connect: {str(failure).strip().splitlines()[0]}") from None
+        try:
+            self.seconds = append(connection, table=self.project.large_table, columns=self.project.append_columns,
+                                  rows=self.rows)
+        except psycopg2.Error as failure:
+            raise LabError(f"the append_rows actor failed: {str(failure).strip().splitlines()[0]}") from None
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        pass
+
+
 def make_actor(actor: Actor, project: Project, database_url: str, instance: str):
     if actor.kind == "long_query":
         return LongQuery(database_url, project.large_table, actor.seconds)
     if actor.kind == "previous_release":
         return PreviousRelease(project, database_url, actor.env, instance)
+    if actor.kind == "append_rows":
+        return AppendRows(project, database_url, actor.rows)
     raise LabError(f"unknown actor kind '{actor.kind}'")
