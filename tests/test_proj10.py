@@ -8,6 +8,12 @@
   "detach pending"; run again, the migration finishes it (FINALIZE) and drops it.
 - What Django sends for the risky `.filter(...).delete()`: one DELETE, no row loaded, as long as nothing cascades and
   no receiver listens; with a receiver, the collector loads every row and deletes 100 primary keys per statement.
+- The notes' foreign key (Django's default constraint, DEFERRABLE INITIALLY DEFERRED) is checked when the
+  transaction commits, one lookup of event_note per deleted event: the long commit of the risky step, counted in
+  pg_stat_xact_user_tables, not timed.
+- Every retention step deletes the notes of the events it deletes, and no other note.
+- Every step, run as DEMO_COMMANDS.md runs them (new events appended before 0007), leaves the API answering 200:
+  after 0007 the log still holds the events written since 0006.
 - DeleteInBatches refuses to run where a raw DELETE would skip a receiver or a cascade.
 """
 
@@ -15,6 +21,9 @@ from __future__ import annotations
 
 import json
 import random
+
+import psycopg2
+import pytest
 
 from tests.conftest import ROWS, manage, query
 from tests.test_proj06 import killed_while_waiting_for  # hold a transaction, kill the migration waiting on it
@@ -94,6 +103,98 @@ def test_the_risky_delete_is_one_statement_unless_a_receiver_makes_django_load_e
     receiver = "def audit(sender, **kwargs): pass\npost_delete.connect(audit)"
     collected = manage(NAME, seeded(NAME, ROWS), "shell", "-c", DELETE_STATEMENTS.format(connect=receiver, risky=RISKY))
     assert f"DELETES {ROWS // 2 // 100} LOADS 1" in collected.stdout
+
+
+NOTES_FOREIGN_KEY = ("SELECT condeferrable, condeferred FROM pg_constraint WHERE contype = 'f' "
+                     "AND conrelid = 'event_note'::regclass AND confrelid = 'large_event'::regclass")
+NOTE_LOOKUPS = ("SELECT COALESCE(seq_scan, 0) + COALESCE(idx_scan, 0) FROM pg_stat_xact_user_tables "
+                "WHERE relid = 'event_note'::regclass")
+
+
+def test_the_notes_foreign_key_checks_every_deleted_event_at_commit(seeded):
+    """The DELETE itself looks at no note; the deferred check does, once per deleted event, when the constraints are
+    checked (at commit; here SET CONSTRAINTS ALL IMMEDIATE, so that the transaction's own counters can be read)."""
+    database = seeded(NAME, ROWS)
+    assert query(database, NOTES_FOREIGN_KEY) == [(True, True)]
+    deleted = 1_000
+    with psycopg2.connect(database) as connection, connection.cursor() as cursor:
+        cursor.execute("DELETE FROM large_event WHERE id <= %s", [deleted])
+        cursor.execute(NOTE_LOOKUPS)
+        assert cursor.fetchone() in (None, (0,)), "the DELETE itself must not look at event_note"
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(NOTE_LOOKUPS)
+        assert cursor.fetchone() == (deleted,), "one lookup of event_note per deleted event"
+        connection.rollback()
+    connection.close()
+    # A note on a deleted event: the DELETE goes through, the commit refuses.
+    query(database, "INSERT INTO event_note (event_id, text) VALUES (1, 'a note')")
+    connection = psycopg2.connect(database)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM large_event WHERE id = 1")
+        with pytest.raises(psycopg2.errors.ForeignKeyViolation):
+            connection.commit()
+    finally:
+        connection.close()
+
+
+CALL_THE_API = """
+from django.test import RequestFactory
+from migrationlab import web
+factory = RequestFactory()
+for _ in range(20):  # the curl loop's requests: /update_order/ naming no row, and /list_large/
+    written = web.update_order(factory.get("/update_order/"))
+    listed = web.list_large(factory.get("/list_large/"))
+    print("ANSWERS", written.status_code, listed.status_code)
+"""
+NOTES_LEFT = "SELECT array_agg(event_id ORDER BY event_id) FROM event_note"
+
+
+def test_every_step_as_the_demo_runs_it_keeps_the_api_answering_and_deletes_only_the_notes_of_deleted_events(seeded):
+    """DEMO_COMMANDS.md's order: 0002 to 0006, then new events arrive (append_rows), then 0007. After each step the
+    API's write and read answer 200 every time (the curl loop's definition of success). A note on an event of each
+    part of the log: each retention step deletes the notes of the events it deletes, and only those."""
+    database = seeded(NAME, ROWS)
+    # 0002 deletes ids up to ROWS / 2, 0003 up to 3 ROWS / 4, 0007 the rest of the seed (the history partition).
+    older_half, next_quarter, history = 1, ROWS * 5 // 8, ROWS * 7 // 8
+    for event in (older_half, next_quarter, history):
+        query(database, "INSERT INTO event_note (event_id, text) VALUES (%s, 'a note') RETURNING id", [event])
+    notes_after = {
+        "0002_delete_older_half_in_one_transaction": [next_quarter, history],
+        "0003_delete_next_quarter_in_batches": [history],
+        "0004_add_history_check_not_valid": [history],
+        "0005_validate_history_check": [history],
+        "0006_partition_by_attaching_history": [history],
+    }
+    for migration, notes in notes_after.items():
+        manage(NAME, database, "migrate", "demoapp", migration)
+        assert query(database, NOTES_LEFT) == [(notes,)], migration
+        answers = manage(NAME, database, "shell", "-c", CALL_THE_API).stdout
+        assert answers.count("ANSWERS 200 200") == 20, (migration, answers)
+
+    appended = manage(NAME, database, "append_rows", "--rows", "1000")
+    assert "Appended 1,000 rows to large_event" in appended.stdout
+    assert query(database, "SELECT count(*), min(created_at) >= '2025-01-01' FROM large_event_current") == [
+        (1000, True)]
+    [(new_event,)] = query(database, "SELECT min(id) FROM large_event_current")
+    query(database, "INSERT INTO event_note (event_id, text) VALUES (%s, 'a note') RETURNING id", [new_event])
+
+    manage(NAME, database, "migrate", "demoapp", DETACH)
+    assert query(database, NOTES_LEFT) == [([new_event],)]
+    assert query(database, "SELECT count(*) FROM large_event") == [(1000,)]
+    answers = manage(NAME, database, "shell", "-c", CALL_THE_API).stdout
+    assert answers.count("ANSWERS 200 200") == 20, answers
+
+
+def test_append_rows_refused_before_the_partition_says_why_in_one_line(seeded):
+    """Events of 2025 break the history CHECK (0004): the command fails with one line, and inserts nothing."""
+    database = seeded(NAME, ROWS, "0004_add_history_check_not_valid")
+    before = query(database, "SELECT count(*) FROM large_event")
+    refused = manage(NAME, database, "append_rows", "--rows", "10", check=False)
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines()[-1].startswith("CommandError: appending to large_event failed:")
+    assert "large_event_history_ends" in refused.stderr and "Traceback" not in refused.stderr
+    assert query(database, "SELECT count(*) FROM large_event") == before
 
 
 REFUSED = """

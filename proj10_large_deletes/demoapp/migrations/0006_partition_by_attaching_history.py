@@ -10,15 +10,25 @@ In one short transaction per table, under WithLockTimeout (500 ms lock_timeout, 
 
 The rename takes ACCESS EXCLUSIVE on the old table for the length of the transaction: catalog changes only,
 because the CHECK validated in 0005 proves the rows belong before the boundary, so ATTACH does not scan them.
-The application's queries name `large_event`, which from the commit on is the partitioned table: the model does
+The application's queries name `large_event`, which from the commit on is the partitioned table: LargeEvent does
 not change. Rows written from now on go to the partition their created_at falls in; the history partition can
 then be dropped as a whole once all of it is past the retention period (0007).
 
-Re-runnable: a table that is already partitioned is left alone (a re-run after an interrupt does the rest).
-Reversing copies the rows back into a plain table with the original name, key and identity column.
+First, in the same transaction, the notes' foreign key constraint goes (AlterField to db_constraint=False, what
+makemigrations writes for that edit of models.py): a foreign key must point at a unique key, and a partitioned
+table's unique keys must include its partition key (created_at), so none can point at large_event's id alone.
+Django's side of the relation does not change (on_delete=DO_NOTHING: Django never looked at the notes when
+deleting events); the database no longer checks that a note's event exists, and no longer checks every deleted
+event for notes at commit. The retention steps delete the notes of the events they delete themselves (0007).
+
+Re-runnable: a table that is already partitioned is left alone (a re-run after an interrupt does the rest); an
+AlterField that finds no constraint left to drop drops nothing.
+Reversing copies the rows back into a plain table with the original name, key and identity column, then adds
+the notes' foreign key constraint back (it checks the notes: each must point at an event that is still there).
 """
 
-from django.db import migrations
+import django.db.models.deletion
+from django.db import migrations, models
 
 from migrationlab.operations import WithLockTimeout
 
@@ -72,6 +82,14 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        WithLockTimeout(migrations.RunSQL(partition(table), reverse_sql=unpartition(table)))
-        for table in ("large_event", "small_event")
+        WithLockTimeout(
+            migrations.AlterField(
+                model_name="eventnote",
+                name="event",
+                field=models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING,
+                                        related_name="notes", to="demoapp.largeevent"),
+            ),
+            migrations.RunSQL(partition("large_event"), reverse_sql=unpartition("large_event")),
+        ),
+        WithLockTimeout(migrations.RunSQL(partition("small_event"), reverse_sql=unpartition("small_event"))),
     ]
