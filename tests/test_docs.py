@@ -129,3 +129,16 @@ def test_every_relative_link_names_a_file_of_the_repository(page):
         if not path.exists():
             dead.append(target)
     assert not dead, f"{page.relative_to(REPO_ROOT)} links to files that are not in the repository: {dead}"
+
+
+def test_every_demo_page_offers_the_live_view_beside_the_curl_loop():
+    """Both paths: watch against the Docker ports and against the lab, after the loop in the same section."""
+    from migrationlab.scenarios import all_projects
+
+    for project in all_projects():
+        text = (project.folder / "DEMO_COMMANDS.md").read_text()
+        loop = text.index("while true; do")
+        docker = (f"migrationlab watch --url http://127.0.0.1:{project.web_port} --database-url "
+                  f"postgresql://postgres:postgres@127.0.0.1:{project.db_port}/risky_migrations")
+        assert text.find(docker) > loop, project.name
+        assert text.find(f"migrationlab watch {project.name}") > loop, project.name
