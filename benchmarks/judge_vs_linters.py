@@ -307,6 +307,9 @@ def statements_of(migration: dict) -> list[Statement]:
         tables = [Table(**{k: t[k] for k in ("table", "lock", "reads", "writes", "rewrite", "scan")})
                   for t in stop["tables"]]
         fix = [stop["fix"]["operation"]] if stop["fix"] else []
+        # A drop or a rename's fix (the release still serving breaks) also advises the lock queue's lock_timeout.
+        if fix and fix[0] in ("drop_column", "rename_column", "rename_table") and "WithLockTimeout" in stop["fix"]["use"]:
+            fix.append("lock_queue")
         phase = [stop["phase"]] if stop.get("phase") else []
         previous = out[-1] if out else None
         if previous and previous.sql == stop["sql"] and previous.transaction == stop["transaction"]:

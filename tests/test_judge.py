@@ -137,6 +137,26 @@ def test_each_finding_names_the_safe_way(shop):
     assert fixes["0005_alter_amount_to_bigint"] == ["int_to_bigint"]
     assert fixes["0010_add_amount_check"] == ["add_check"]
     assert fixes["0015_add_amount_index_concurrently"] == [] and fixes["0017_validate_channel_check"] == []
+    # Django's AddField(ForeignKey) writes the key inline (ADD COLUMN ... REFERENCES): still a foreign key.
+    assert fixes["0012_add_referrer_foreign_key"][0] == "add_foreign_key"
+    # A drop and a rename wait only briefly, but break the release still serving: their own fix says so.
+    assert fixes["0013_remove_note"] == ["drop_column"] and fixes["0014_rename_email_to_contact_email"] == [
+        "rename_column"]
+    assert "release still serving" in by_name(shop)["0013_remove_note"]["statements"][0]["fix"]["use"]
+
+
+def test_the_lock_queue_fix_names_the_lock_and_who_queues(shop):
+    """ACCESS EXCLUSIVE queues reads and writes behind it; the SHARE ROW EXCLUSIVE of a foreign key, writes only."""
+    (added,) = by_name(shop)["0002_add_status_nullable"]["statements"]
+    assert "ACCESS EXCLUSIVE request" in added["fix"]["use"] and "every read and write" in added["fix"]["use"]
+    from migrationlab.judge.fixes import lock_queue
+
+    assert "SHARE ROW EXCLUSIVE request" in lock_queue("ShareRowExclusiveLock").use
+    assert "makes every write of the table" in lock_queue("ShareRowExclusiveLock").use
+
+
+def test_a_non_atomic_migration_lists_no_locks_held_to_a_commit(shop):
+    assert by_name(shop)["0015_add_amount_index_concurrently"]["locks_held"] == []
 
 
 def test_the_exit_code_gates_ci_at_the_chosen_level(pg):

@@ -46,23 +46,27 @@ FIXES = {
                        "DeleteInBatches, atomic = False; or a partition detached CONCURRENTLY"),
     "drop_index": Fix("drop_index", "proj08_drop_indexes", "RemoveIndexConcurrently, atomic = False"),
     "rename_column": Fix("rename_column", "proj02_rename_column",
-                         "keep the column, rename the field with db_column (SeparateDatabaseAndState), or expand and "
-                         "contract across releases"),
+                         "the release still serving during the deploy fails on the old name: keep the column and "
+                         "rename the field with db_column (SeparateDatabaseAndState), or expand and contract across "
+                         "releases; and take the lock under WithLockTimeout"),
     "drop_column": Fix("drop_column", "proj05_drop_column",
-                       "remove the field from Django's state first (SeparateDatabaseAndState), drop the column a "
-                       "release later"),
-    "rename_table": Fix("rename_table", "", "AlterModelTable only with a view in the old name's place, or keep "
-                                           "db_table"),
-    "lock_queue": Fix("lock_queue", "proj09_alter_defaults",
-                      "WithLockTimeout (a short lock_timeout, retried with backoff): an ACCESS EXCLUSIVE request "
-                      "queued behind a long query makes every read and write queue behind it"),
+                       "the release still serving during the deploy fails on the missing column: remove the field "
+                       "from Django's state first (SeparateDatabaseAndState), drop the column a release later; and "
+                       "take the lock under WithLockTimeout"),
+    "rename_table": Fix("rename_table", "",
+                        "the release still serving fails on the old name: keep db_table, or put a view in the old "
+                        "name's place; and take the lock under WithLockTimeout"),
 }
+
+# Statements that break the release still serving whatever they make traffic wait (their wait is brief).
+BREAKS_THE_SERVING_RELEASE = ("rename_column", "drop_column", "rename_table")
 
 PATTERNS = (
     ("create_unique_index", r"^\s*CREATE\s+UNIQUE\s+INDEX\s+(?!CONCURRENTLY)"),
     ("create_index", r"^\s*CREATE\s+INDEX\s+(?!CONCURRENTLY)"),
     ("drop_index", r"^\s*DROP\s+INDEX\s+(?!CONCURRENTLY)"),
     ("add_foreign_key", r"ADD\s+CONSTRAINT\s+\S+\s+FOREIGN\s+KEY(?!.*NOT\s+VALID)"),
+    ("add_foreign_key", r"ADD\s+COLUMN\s+.*\bREFERENCES\b"),  # Django's AddField(ForeignKey): the key inline
     ("add_unique", r"ADD\s+CONSTRAINT\s+\S+\s+UNIQUE\s*\((?!.*USING\s+INDEX)"),
     ("add_check", r"ADD\s+CONSTRAINT\s+\S+\s+CHECK\b(?!.*NOT\s+VALID)"),
     ("set_not_null", r"ALTER\s+COLUMN\s+\S+\s+SET\s+NOT\s+NULL"),
@@ -84,15 +88,29 @@ def classify(statement: str) -> str | None:
     return None
 
 
-def fix_for(statement: str, reads: str, writes: str, lock_timeout: str | None, behind_report: bool = False
-            ) -> Fix | None:
+def lock_queue(lock: str | None) -> Fix:
+    """The lock queue's fix, for the lock the statement asks for: ACCESS EXCLUSIVE queues reads and writes behind
+    it, a weaker one (SHARE, SHARE ROW EXCLUSIVE, EXCLUSIVE) the writes."""
+    waiting = "every read and write" if lock in (None, "AccessExclusiveLock") else "every write"
+    name = {"AccessExclusiveLock": "ACCESS EXCLUSIVE", "ExclusiveLock": "EXCLUSIVE", "ShareLock": "SHARE",
+            "ShareRowExclusiveLock": "SHARE ROW EXCLUSIVE"}.get(lock or "", "ACCESS EXCLUSIVE")
+    return Fix("lock_queue", "proj09_alter_defaults",
+               f"WithLockTimeout (a short lock_timeout, retried with backoff): a {name} request queued behind a long "
+               f"query makes {waiting} of the table queue behind it")
+
+
+def fix_for(statement: str, reads: str, writes: str, lock_timeout: str | None, behind_report: bool = False,
+            lock: str | None = None) -> Fix | None:
     """The safe way, for a statement that makes reads or writes wait: by what it is; for a wait in the lock queue
-    behind a report, or a brief wait with no lock_timeout, the lock queue's fix (a short lock_timeout)."""
+    behind a report, or a brief wait with no lock_timeout, the lock queue's fix (a short lock_timeout, for `lock`).
+    A rename or a drop gets its own fix whatever the wait: it breaks the release still serving."""
+    key = classify(statement)
+    if key in BREAKS_THE_SERVING_RELEASE:
+        return FIXES[key]
     if behind_report and lock_timeout in (None, "0") and "never" not in (reads, writes):
-        return FIXES["lock_queue"]
+        return lock_queue(lock)
     if "throughout" in (reads, writes):
-        key = classify(statement)
         return FIXES.get(key) if key else None
     if "briefly" in (reads, writes) and lock_timeout in (None, "0"):
-        return FIXES["lock_queue"]
+        return lock_queue(lock)
     return None

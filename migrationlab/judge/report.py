@@ -58,12 +58,18 @@ JUDGE_SCHEMA = {
                                                                         "batches of one statement grow like n",
                              "properties": {"seconds": {"type": "number"}, "measured_seconds": {"type": "number"},
                                             "models": {"type": "array", "items": {"type": "string"}}}},
-                "locks_held": {"type": "array", "items": {
+                "locks_held": {"type": "array", "description": "an atomic migration's locks, each from the "
+                                                                "statement that took it to the commit (empty for a "
+                                                                "non-atomic one)", "items": {
                     "type": "object", "required": ["table", "lock", "from_statement", "to_statement"],
                     "properties": {"table": {"type": "string"}, "lock": {"type": "string"},
                                    "from_statement": {"type": "integer"}, "to_statement": {"type": "integer"},
                                    "transaction": {"type": "integer"}}}},
-                "statements": {"type": "array", "items": {
+                "statements": {"type": "array", "description": "one entry per stop of the migration's own "
+                               "statements (Django's bookkeeping left out): after each statement, and while one "
+                               "waits on a transaction the judge holds (a CONCURRENTLY build: once per phase it "
+                               "waits at, then once done; a statement behind a report: once while queued)",
+                               "items": {
                     "type": "object",
                     "required": ["number", "sql", "transaction", "seconds", "tables", "waiting_for", "estimate",
                                  "fix", "probed"],

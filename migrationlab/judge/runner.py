@@ -420,7 +420,8 @@ def judge_migration(node: Node, executor, url: str, monitor, settings: Settings,
         migration=str(node), file=_file_of(migration), atomic=bool(getattr(migration, "atomic", True)),
         data_dependent=any(type(op).__name__ == "RunPython" for m in [migration] for op in m.operations),
         seconds=round(seconds, 3), seeded=seeded, notes=notes, statements=statements,
-        locks_held=locks_held(statements), error=error, estimate=whole)
+        locks_held=locks_held(statements) if getattr(migration, "atomic", True) else [], error=error,
+        estimate=whole)
 
 
 def _file_of(migration) -> str:
@@ -479,9 +480,10 @@ def findings(pauses: list[Pause], table_rows: dict[int, int], oids: dict[str, in
         taken = {t.table: t.lock for t in tables if t.lock in STRONG_TABLE_LOCKS}
         earlier = {t.table: t.lock for s in out if s.transaction == pause.transaction for t in s.tables}
         takes_strong = any(earlier.get(table) != mode for table, mode in taken.items())
+        strongest_taken = max(taken.values(), key=lock_strength, default=None)
         fix = fixes.fix_for(pause.statement, finding.worst("reads"), finding.worst("writes"),
                             pause.lock_timeout if takes_strong or pause.waiting_for else "held on",
-                            behind_report=pause.waiting_for == "report")
+                            behind_report=pause.waiting_for == "report", lock=strongest_taken)
         if fix is not None:
             finding.fix = {"operation": fix.key, "project": fix.project, "use": fix.use}
         out.append(finding)
