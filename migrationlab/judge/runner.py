@@ -177,13 +177,25 @@ def _targets(model, after_apps) -> list:
     return targets
 
 
+def newest_model(model, final_apps):
+    """The model of the same table in the project's newest state (None if the table goes)."""
+    table = model._meta.db_table
+    return next((m for m in final_apps.get_models(include_auto_created=True) if m._meta.db_table == table), None)
+
+
 def newest_fields(model, final_apps) -> dict[str, object]:
     """The fields of the model's table in the project's newest state, by column (empty if the table goes)."""
-    table = model._meta.db_table
-    for candidate in final_apps.get_models():
-        if candidate._meta.db_table == table:
-            return {f.column: f for f in candidate._meta.concrete_fields}
-    return {}
+    later = newest_model(model, final_apps)
+    return {f.column: f for f in later._meta.concrete_fields} if later else {}
+
+
+def newest_unique_columns(model, final_apps) -> set[str]:
+    """The columns unique (alone or with others) in the project's newest state."""
+    later = newest_model(model, final_apps)
+    if later is None:
+        return set()
+    names = seeding.unique_columns(later)
+    return {f.column for f in later._meta.concrete_fields if f.name in names}
 
 
 def _later_targets(model, final_apps) -> list:
@@ -217,7 +229,8 @@ def seed(models: list, touched: set[str], rows: int, url: str, say, final_apps=N
             table = model._meta.db_table
             target = rows if model._meta.label_lower in touched else max(1, rows // REFERENCED_SHARE)
             plan = seeding.plan_for(model, becomes_foreign_key(model, final_apps) if final_apps else {},
-                                    newest_fields(model, final_apps) if final_apps else {})
+                                    newest_fields(model, final_apps) if final_apps else {},
+                                    newest_unique_columns(model, final_apps) if final_apps else set())
             notes += [f"{table}.{note}" for note in plan.notes]
             if plan.impossible:
                 notes.append(f"{table}: not seeded: {plan.impossible}")

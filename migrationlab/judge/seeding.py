@@ -150,12 +150,14 @@ def text_as(field_, later, n: str = "n") -> tuple[str | None, str | None]:
     return None, None
 
 
-def plan_for(model, becomes_fk: dict[str, str] | None = None, later: dict[str, object] | None = None) -> SeedPlan:
+def plan_for(model, becomes_fk: dict[str, str] | None = None, later: dict[str, object] | None = None,
+             later_unique: set[str] = frozenset()) -> SeedPlan:
     """How to seed `model`'s table. `becomes_fk`: plain columns filled as foreign keys to a table (column -> table),
-    because a later migration makes them foreign keys. `later`: column -> its field in the project's newest state."""
+    because a later migration makes them foreign keys. `later`: column -> its field in the project's newest state;
+    `later_unique`: columns unique there (alone or with others): a later migration's unique index then builds."""
     meta = model._meta
     plan = SeedPlan(meta.db_table, pk_column=meta.pk.column if meta.pk else None)
-    uniques = unique_columns(model)
+    uniques = unique_columns(model) | {f.name for f in meta.concrete_fields if f.column in later_unique}
     for index, field_ in enumerate(meta.concrete_fields):
         if getattr(field_, "generated", False):
             continue  # GeneratedField: the database computes it
