@@ -46,7 +46,7 @@ from migrationlab import REPO_ROOT
 from migrationlab.errors import LabError
 from migrationlab import judgecore
 from migrationlab.judgecore import (
-    FAILSAFE_SECONDS, ONE_CORE, POLL_SECONDS, RETRIES_WHEN_TIMED_OUT, HeldTransactions, Pause, StopsWhileWaiting,
+    FAILSAFE_SECONDS, ONE_CORE, RETRIES_WHEN_TIMED_OUT, Failsafe, HeldTransactions, Pause, StopsWhileWaiting,
     rows_read_and_written, sql_sender, verdict,
 )
 from migrationlab.locks import lock_name, lock_strength
@@ -637,20 +637,10 @@ class Judge:
         waiting = StopsWhileWaiting(self.monitor, held, self.probes, self.pid,
                                     keep_report=lock_queue and self.lock_timeout != "0")
         statement = Pause(self.operation.sql, 1, lock_timeout=self.lock_timeout)
-        pauses: list[Pause] = []
-        deadline = time.monotonic() + FAILSAFE_SECONDS
-        while not running.finished.wait(POLL_SECONDS):
-            if pauses and lock_queue:
-                continue  # judged: the report stays until the statement's lock_timeout ends its wait
-            pause = waiting.poll(statement)
-            if pause is None:
-                if time.monotonic() > deadline:
-                    raise LabError(f"{self.operation.name}: neither finished nor waited on the catalog's "
-                                   f"transaction for {FAILSAFE_SECONDS:.0f} s")
-                continue
-            pauses.append(pause)
-            deadline = time.monotonic() + FAILSAFE_SECONDS
-        return pauses
+        failsafe = Failsafe(f"{self.operation.name}: neither finished nor waited on the catalog's transaction",
+                            LabError)
+        # A statement in the lock queue is judged once: the report stays until its lock_timeout ends its wait.
+        return waiting.while_running(running.finished, statement, failsafe, once=lock_queue)
 
 
 def _stop(pause: Pause, table: str, other: str | None) -> dict:

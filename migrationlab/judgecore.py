@@ -292,6 +292,22 @@ class HeldTransactions:
         return None
 
 
+class Failsafe:
+    """Only if PostgreSQL never answers: a run that neither goes on nor waits on the judge for FAILSAFE_SECONDS
+    ends with `failure(message)` raised, never reached in a passing run."""
+
+    def __init__(self, message: str, failure=RuntimeError):
+        self.message, self.failure = message, failure
+        self.reset()
+
+    def reset(self) -> None:
+        self.deadline = time.monotonic() + FAILSAFE_SECONDS
+
+    def check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise self.failure(f"{self.message} for {FAILSAFE_SECONDS:.0f} s")
+
+
 class StopsWhileWaiting:
     """Stops a statement where it waits on a transaction the judge holds: one loop for every front end.
 
@@ -305,6 +321,22 @@ class StopsWhileWaiting:
         self.keep_report = keep_report
         self.phase_stops = 0
         self.inconclusive = 0
+
+    def while_running(self, finished: threading.Event, statement: Pause, failsafe: Failsafe,
+                      once: bool = False) -> list[Pause]:
+        """The stops of a statement run elsewhere (not through a gate) until `finished`; with `once`, one stop
+        (then the statement is left waiting until its own lock_timeout ends it)."""
+        pauses: list[Pause] = []
+        while not finished.wait(POLL_SECONDS):
+            if pauses and once:
+                continue
+            pause = self.poll(statement)
+            if pause is None:
+                failsafe.check()
+                continue
+            pauses.append(pause)
+            failsafe.reset()
+        return pauses
 
     def started_concurrent(self) -> None:
         """A statement that cannot run in a transaction is about to start: hold the transaction it waits for."""
@@ -449,23 +481,21 @@ def judge_gated(run, gate: Gate, monitor, probes: Probes, held: HeldTransactions
         thread.start()
         started.wait(FAILSAFE_SECONDS)
         waiting = StopsWhileWaiting(monitor, held, probes, gate.pid) if gate.pid else None
-        deadline = time.monotonic() + FAILSAFE_SECONDS
+        failsafe = Failsafe(f"{label}: the migration neither finished a statement nor waited on the judge")
         while True:
             try:
                 event = gate.paused.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 pause = waiting.poll(gate.running) if waiting else None
                 if pause is None:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"{label}: the migration neither finished a statement nor waited on the "
-                                           f"judge for {FAILSAFE_SECONDS:.0f} s")
+                    failsafe.check()
                     continue
                 pauses.append(pause)
                 if on_pause:
                     on_pause(pause)
-                deadline = time.monotonic() + FAILSAFE_SECONDS
+                failsafe.reset()
                 continue
-            deadline = time.monotonic() + FAILSAFE_SECONDS
+            failsafe.reset()
             if event is None:
                 break
             if isinstance(event, ConcurrentStatement):
