@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import psycopg2
 
 from migrationlab.showdown.clock import Clock
-from migrationlab.processes import favour_this_thread, notify_without_waiting
+from migrationlab.processes import Poller, notify_without_waiting
 
 SAMPLER_APPLICATION = "showdown-sampler"
 
@@ -87,37 +87,21 @@ class LockSample:
     other_waits: tuple[SessionWait, ...] = ()
 
 
-class LockSampler:
-    """Sample the locks on `tables` of the database at `database_url` until stop().
+class LockSampler(Poller):
+    """Sample the locks on `tables` of the database at `database_url` until stop() (a Poller: start, stop, errors,
+    cpu_s). `keep`: how many of the latest samples to keep (default: all; the watch, which may run for hours, keeps
+    a few)."""
 
-    `keep`: how many of the latest samples to keep (default: all; the watch, which may run for hours, keeps a few)."""
+    thread_name = "showdown-sampler"
 
     def __init__(self, database_url: str, tables: list[str], clock: Clock, interval_s: float = 0.025,
                  keep: int | None = None):
+        super().__init__(interval_s)
         self.database_url = database_url
         self.tables = list(tables)
         self.clock = clock
-        self.interval_s = interval_s
-        self.errors = 0
-        self.last_error: str | None = None
-        self.cpu_s = 0.0  # CPU time of the sampler's thread, known after stop()
         self._samples: list[LockSample] | deque[LockSample] = deque(maxlen=keep) if keep else []
         self._changed = threading.Condition()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="showdown-sampler", daemon=True)
-        self._connection = None
-
-    def start(self) -> None:
-        self._connection = self._connect()  # in the caller's thread: a bad URL fails here, not silently later
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
 
     def samples(self) -> list[LockSample]:
         return list(self._samples)
@@ -130,7 +114,7 @@ class LockSampler:
         with self._changed:
             return self._changed.wait_for(condition, timeout_s)
 
-    def _connect(self):
+    def connect(self):
         connection = psycopg2.connect(
             self.database_url,
             application_name=SAMPLER_APPLICATION,
@@ -143,10 +127,9 @@ class LockSampler:
             cursor.execute(f"PREPARE showdown_other_waits AS {OTHER_WAITS_QUERY}")
         return connection
 
-    def _sample(self) -> tuple[tuple[LockRow, ...], tuple[SessionWait, ...]]:
-        if self._connection is None or self._connection.closed:
-            self._connection = self._connect()
-        with self._connection.cursor() as cursor:
+    def poll(self) -> None:
+        asked = time.monotonic()
+        with self.connection().cursor() as cursor:
             cursor.execute("EXECUTE showdown_locks(%s)", [self.tables])
             rows = tuple(
                 LockRow(pid, application or "", locktype, relation, mode, granted, waited, tuple(blockers or ()))
@@ -154,25 +137,6 @@ class LockSampler:
             )
             cursor.execute("EXECUTE showdown_other_waits")
             waits = tuple(SessionWait(pid, application or "", event) for pid, application, event in cursor.fetchall())
-        return rows, waits
-
-    def _run(self) -> None:
-        favour_this_thread()
-        due = time.monotonic()
-        while not self._stopping.is_set():
-            asked = time.monotonic()
-            try:
-                rows, waits = self._sample()
-            except psycopg2.Error as failure:
-                self.errors += 1
-                self.last_error = str(failure).strip().splitlines()[0] if str(failure).strip() else repr(failure)
-                if self._connection is not None and self._connection.closed:
-                    self._connection = None
-                rows = None
-            answered = time.monotonic()
-            if rows is not None:
-                self._samples.append(LockSample(self.clock.since_origin((asked + answered) / 2), rows, waits))
-                notify_without_waiting(self._changed)
-            due = max(due + self.interval_s, answered)  # a slow sample delays the next one, never bunches them
-            self._stopping.wait(due - time.monotonic())
-        self.cpu_s = time.thread_time()
+        answered = time.monotonic()
+        self._samples.append(LockSample(self.clock.since_origin((asked + answered) / 2), rows, waits))
+        notify_without_waiting(self._changed)

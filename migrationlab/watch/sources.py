@@ -12,14 +12,12 @@ Everything else reads shared memory and the catalogs: it never waits on a migrat
 
 from __future__ import annotations
 
-import threading
-import time
 
 import psycopg2
 from psycopg2 import sql
 
 from migrationlab.showdown.clock import Clock
-from migrationlab.processes import favour_this_thread
+from migrationlab.processes import Poller
 from migrationlab.watch.model import (
     MIGRATION, WATCH_APPLICATION, Activity, ProgressRow, Session, parse_batch, role_of,
 )
@@ -89,48 +87,38 @@ def connect(database_url: str, application_name: str = WATCH_APPLICATION):
     return connection
 
 
-class ActivityPoller:
-    """Poll pg_stat_activity and the progress views of the database at `database_url` until stop().
+class ActivityPoller(Poller):
+    """Poll pg_stat_activity and the progress views of the database at `database_url` until stop() (a Poller).
 
     `on_tables(names)` is called whenever the list of the database's tables changes (the watch hands it to the
     lock sampler)."""
 
+    thread_name = "watch-activity"
+
     def __init__(self, database_url: str, clock: Clock, interval_s: float = 0.2, on_tables=None):
+        super().__init__(interval_s)
         self.database_url = database_url
         self.clock = clock
-        self.interval_s = interval_s
         self.on_tables = on_tables
-        self.errors = 0
-        self.last_error: str | None = None
         self.tables: list[str] = []
         self._latest: Activity | None = None
         self._bounds: dict[tuple[str, str], tuple[float, tuple[int, int]]] = {}
         self._tables_at = -TABLES_EVERY_S
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="watch-activity", daemon=True)
-        self._connection = None
+
+    def connect(self):
+        return connect(self.database_url)
 
     def start(self) -> None:
-        self._connection = connect(self.database_url)  # in the caller's thread: a bad URL fails here
-        self._poll()  # the first snapshot (and the tables) before anything is drawn
+        self._connection = self.connect()  # in the caller's thread: a bad URL fails here
+        self.poll()  # the first snapshot (and the tables) before anything is drawn
         self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
 
     def latest(self) -> Activity | None:
         return self._latest
 
-    def _poll(self) -> None:
-        if self._connection is None or self._connection.closed:
-            self._connection = connect(self.database_url)
+    def poll(self) -> None:
         now = self.clock.now()
-        with self._connection.cursor() as cursor:
+        with self.connection().cursor() as cursor:
             if now - self._tables_at >= TABLES_EVERY_S:
                 cursor.execute(TABLES_QUERY)
                 tables = [name for (name,) in cursor.fetchall()]
@@ -171,25 +159,3 @@ class ActivityPoller:
                 self._bounds[key] = (now, (int(smallest), int(largest)))
         self._bounds = {key: value for key, value in self._bounds.items() if key in wanted}
         return {key: value for key, (_, value) in self._bounds.items()}
-
-    def _run(self) -> None:
-        favour_this_thread()
-        due = time.monotonic()
-        while not self._stopping.is_set():
-            try:
-                self._poll()
-                self.last_error = None
-            except psycopg2.Error as failure:
-                self.errors += 1
-                text = str(failure).strip()
-                self.last_error = text.splitlines()[0] if text else type(failure).__name__
-                if self._connection is not None and self._connection.closed:
-                    self._connection = None
-                elif self._connection is not None:
-                    try:
-                        self._connection.close()
-                    except psycopg2.Error:
-                        pass
-                    self._connection = None
-            due = max(due + self.interval_s, time.monotonic())
-            self._stopping.wait(due - time.monotonic())
