@@ -303,3 +303,28 @@ def test_the_general_judge_gives_every_lab_step_the_verdicts_its_scenario_claims
         on_large = [t for s in migration["statements"] for t in s["tables"] if t["table"] == project.large_table]
         worst = {what: max([t[what] for t in on_large] or ["never"], key=levels.index) for what in ("reads", "writes")}
         assert (worst["reads"], worst["writes"]) == (step.reads, step.writes), (step.migration, migration)
+
+
+def test_ctrl_c_leaves_no_scratch_database_and_no_session(pg):
+    """Interrupted while it judges: exit 130, its scratch database dropped, none of its sessions left."""
+    import signal
+
+    process = subprocess.Popen([sys.executable, "-m", "migrationlab", "judge", "--settings", "mysite.settings", "shop",
+                                "--rows", "200000"], cwd=SAMPLE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    seen = []
+    for line in process.stderr:  # until it is judging a migration with seeded tables
+        seen.append(line)
+        if "judging shop.0003" in line:
+            break
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130, "".join(seen) + rest
+    assert not any(name.startswith("judge") for name in judge_databases_of(lab))
+    connection = psycopg2.connect(pg.dsn())
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%%judge%%'")
+            assert cursor.fetchone()[0] == 0
+    finally:
+        connection.close()
