@@ -14,6 +14,7 @@ import re
 import sys
 from pathlib import Path
 
+from migrationlab.arguments import row_count
 from migrationlab.errors import LabError
 
 STATS_FORMAT = "migrationlab-stats/1"
@@ -21,8 +22,6 @@ LEVELS = ("never", "briefly", "throughout")
 
 
 def add_parsers(commands) -> None:
-    from migrationlab.cli import row_count
-
     judge = commands.add_parser(
         "judge", help="PostgreSQL's measured verdict on a Django project's migrations (locks, waits, time)",
         description="Apply a Django project's migrations on a scratch database, stop after every statement, and "
@@ -188,7 +187,7 @@ def judge(args) -> int:
         header = {"command": "python -m migrationlab " + " ".join(sys.argv[1:]) if sys.argv[1:] else "judge",
                   "rows": args.rows, "server_version": databases.server_version,
                   "production_server_version": stats.get("server_version") if stats else None,
-                  "fail_on": args.fail_on, "note": note}
+                  "fail_on": args.fail_on, "note": note, "with_report": args.with_report}
     for result in results:
         result.file = _relative(result.file)
     failed = any(LEVELS.index(r.worst(what)) >= LEVELS.index(args.fail_on) for r in results

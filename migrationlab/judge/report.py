@@ -39,6 +39,7 @@ JUDGE_SCHEMA = {
         "server_version": {"type": "string"},
         "production_server_version": {"type": ["string", "null"]},
         "fail_on": {"enum": ["briefly", "throughout"]},
+        "with_report": {"type": ["number", "null"], "description": "--with-report: how long the report runs"},
         "failed": {"type": "boolean", "description": "a statement made reads or writes wait at or above fail_on"},
         "migrations": {"type": "array", "items": {
             "type": "object",
@@ -152,6 +153,10 @@ def render_text(data: dict) -> str:
                              f"{_estimate(statement['estimate']) if position == 0 else '':>14}")
             sql = statement["sql"] if len(statement["sql"]) <= 110 else statement["sql"][:107] + "..."
             waited = f" [stopped while waiting on the {statement['waiting_for']}]" if statement["waiting_for"] else ""
+            if statement["waiting_for"] == "report" and data.get("with_report") and \
+                    statement["lock_timeout"] in (None, "0") and any(
+                        "throughout" in (t["reads"], t["writes"]) for t in statement["tables"]):
+                waited += f"; traffic queues behind it for as long as the report runs ({data['with_report']:g} s)"
             lines.append(f"      {sql}{waited}")
             if statement["fix"]:
                 fix = statement["fix"]
