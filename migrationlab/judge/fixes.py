@@ -95,7 +95,8 @@ def lock_queue(lock: str | None) -> Fix:
     name = {"AccessExclusiveLock": "ACCESS EXCLUSIVE", "ExclusiveLock": "EXCLUSIVE", "ShareLock": "SHARE",
             "ShareRowExclusiveLock": "SHARE ROW EXCLUSIVE"}.get(lock or "", "ACCESS EXCLUSIVE")
     return Fix("lock_queue", "proj09_alter_defaults",
-               f"WithLockTimeout (a short lock_timeout, retried with backoff): a {name} request queued behind a long "
+               f"WithLockTimeout (a short lock_timeout, retried with backoff): {'an' if name[0] in 'AE' else 'a'} "
+               f"{name} request queued behind a long "
                f"query makes {waiting} of the table queue behind it")
 
 
