@@ -1,4 +1,5 @@
-# make install: .venv with everything pinned; make test: the whole suite on an embedded PostgreSQL 16;
+# make install: .venv with everything pinned; make check: every test that needs no database (under a minute);
+# make test: the whole suite on an embedded PostgreSQL 16 (the CI command);
 # make demo: the reference demo (scenario 1).
 PYTHON ?= python3
 # 2M rows: the risky step then stalls the API for 13-15 s here, several times curl's 3 s timeout even on a fast day
@@ -8,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-docker demo clean
+.PHONY: install check test test-docker demo clean
 
 install: $(STAMP)
 
@@ -19,8 +20,12 @@ $(STAMP): requirements/runtime.txt requirements/lab.txt requirements/dev.txt pyp
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# The fast tier: every test whose fixtures start no PostgreSQL (marked `postgres` by tests/conftest.py).
+check: install
+	$(BIN)/python -m pytest -m "not postgres" -q
+
 # Two workers (pytest-xdist), one per core; tests that share an expensive fixture run on the same worker
-# (tests/conftest.py, work_unit).
+# (tests/conftest.py, work_units).
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadscope --durations=25
 

@@ -5,11 +5,15 @@ The tests never touch the developer's own lab (.lab/, port 5400): they get their
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -17,6 +21,13 @@ import pytest
 from migrationlab import lab
 from migrationlab.scenarios import get_project
 from migrationlab.serving import free_port, project_environment  # noqa: F401 (free_port: for the tests)
+
+
+def starts_postgresql(fixture_function):
+    """Declares that a fixture starts a PostgreSQL server (itself, or through the lab's CLI): every test that
+    uses it, directly or through another fixture, is marked `postgres`. Put it under @pytest.fixture."""
+    fixture_function.starts_postgresql = True
+    return fixture_function
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +46,21 @@ def lab_env(tmp_path_factory):
             os.environ[key] = value
 
 
+@pytest.fixture
+@starts_postgresql
+def own_lab(tmp_path):
+    """The environment of a lab of the test's own (its home in tmp_path/lab, a free port), for a test that starts
+    it through the CLI or by itself; purged afterwards."""
+    env = dict(os.environ, MIGRATIONLAB_HOME=str(tmp_path / "lab"), MIGRATIONLAB_PG_PORT=str(free_port()))
+    for variable in ("DATABASE_URL", "DEMO_RELEASE"):
+        env.pop(variable, None)
+    yield env
+    subprocess.run([sys.executable, "-m", "migrationlab", "down", "--purge"], env=env, capture_output=True,
+                   stdin=subprocess.DEVNULL)
+
+
 @pytest.fixture(scope="session")
+@starts_postgresql
 def pg(lab_env):
     """The embedded PostgreSQL 16 of the private lab, started once for the session."""
     server = lab.embedded_server()
@@ -152,52 +177,96 @@ def query(database_url: str, statement: str, params=None):
     return rows
 
 
-# -- Two test workers (`make test`: pytest -n 2 --dist loadscope) ------------------------------------------------------
-# Tests that share an expensive fixture must run on one worker, or each worker builds it again (a catalog run, a
-# showdown, a lab, a judgement). pytest-xdist's own way, the xdist_group mark with --dist loadgroup, does nothing
-# under pytest 9 (it renames items through an attribute pytest 9 no longer reads), so the suite says here which
-# tests go together, and every other test is a work unit of its own.
-SHARED_BY_MODULE = {"test_catalog.py", "test_cli.py", "test_endpoints.py", "test_showdown_end_to_end.py"}
-SHARED_BY_FUNCTION = {"test_faults.py::test_the_lab_recovers_from_postgresql_killed_in_the_middle_of_a_step"}
-SHARED_BY_PARAMETER = {"test_lessons.py"}  # one judgement per project, for every test of that project
-# Only the tests that use the module's shared judgement; the others (one judge run each) are units of their own.
-SHARED_BY_FIXTURE = {"test_judge.py": "shop"}
+# -- What a test needs, read from its fixtures -------------------------------------------------------------------------
+# Two things follow from the fixtures a test uses (item.fixturenames: every fixture it needs, directly or not):
+# - whether it needs PostgreSQL: one of its fixtures starts a server (`pg`, or a lab of a module's own) and says so
+#   with @starts_postgresql. Those tests are marked `postgres`; `make check` runs every other test (-m "not postgres").
+# - which tests share a worker (`make test`: pytest -n 2 --dist loadscope): those that use the same instance of a
+#   module-, class- or package-scoped fixture (a catalog run, a showdown, a lab, a judgement), or each worker
+#   builds it again; a parametrised one is one instance per parameter. Session-scoped fixtures (the PostgreSQL
+#   server) are every worker's own anyway. Every other test is a work unit of its own.
+# pytest-xdist's own grouping (xdist_group with --dist loadgroup) does nothing under pytest 9 (it renames items
+# through an attribute pytest 9 no longer reads), and the controller that schedules never sees the items: each
+# worker writes the work units it collected to a file the controller names (workerinput), and the scheduler reads it.
+WIDER_THAN_A_TEST = ("class", "module", "package")
+WORK_UNITS = pytest.StashKey[Path]()
 
 
-def work_unit(nodeid: str) -> str:
-    """The tests that must run on the same worker share a work unit: the module, the function, or the parameter."""
-    path, _, rest = nodeid.partition("::")
-    module = path.rsplit("/", 1)[-1]
-    function, _, parameter = rest.partition("[")
-    if module in SHARED_BY_MODULE:
-        return path
-    if f"{module}::{function}" in SHARED_BY_FUNCTION:
-        return f"{path}::{function}"
-    if module in SHARED_BY_PARAMETER and parameter:
-        return f"{path}[{parameter}"
-    if module in SHARED_BY_FIXTURE and _uses(path, function, SHARED_BY_FIXTURE[module]):
-        return f"{path}::{SHARED_BY_FIXTURE[module]}"
-    return nodeid
+def fixture_definitions(item: pytest.Item):
+    """(name, the definition that applies) of every fixture the test uses."""
+    for name in item.fixturenames:
+        definitions = item._fixtureinfo.name2fixturedefs.get(name)
+        if definitions:
+            yield name, definitions[-1]
 
 
-def _uses(path: str, function: str, fixture: str) -> bool:
-    """Whether the test function names the fixture among its arguments (read from the module's source)."""
-    import re
-    from pathlib import Path
-
-    source = (Path(__file__).parent.parent / path).read_text() if not Path(path).is_absolute() else Path(path).read_text()
-    match = re.search(rf"def {re.escape(function)}\(([^)]*)\)", source)
-    return bool(match and re.search(rf"\b{fixture}\b", match.group(1)))
+def needs_postgresql(item: pytest.Item) -> bool:
+    return any(getattr(definition.func, "starts_postgresql", False) for _, definition in fixture_definitions(item))
 
 
-@pytest.hookimpl(tryfirst=True)
+def shared_instances(item: pytest.Item) -> list[str]:
+    """The instances of fixtures wider than a test that the test uses: where each lives, its name, its parameter."""
+    module = item.nodeid.split("::")[0]
+    where = {"module": module, "class": item.nodeid.rsplit("::", 1)[0], "package": module.rsplit("/", 1)[0]}
+    params = getattr(getattr(item, "callspec", None), "indices", {})
+    return [f"{where[definition.scope]}::{name}" + (f"[{params[name]}]" if name in params else "")
+            for name, definition in fixture_definitions(item) if definition.scope in WIDER_THAN_A_TEST]
+
+
+def work_units(items: list[pytest.Item]) -> dict[str, str]:
+    """nodeid -> work unit: tests linked by a shared instance, directly or through others, share one."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    keys = {item.nodeid: shared_instances(item) or [item.nodeid] for item in items}
+    for first, *others in keys.values():
+        for key in others:
+            parent[root(key)] = root(first)
+    return {nodeid: root(linked[0]) for nodeid, linked in keys.items()}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by the marks added here
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if needs_postgresql(item):
+            item.add_marker(pytest.mark.postgres)
+    written = getattr(config, "workerinput", {}).get("work_units")
+    if written:
+        Path(written).write_text(json.dumps(work_units(items)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """In the controller: where this worker writes its work units."""
+    if WORK_UNITS not in node.config.stash:
+        node.config.stash[WORK_UNITS] = Path(tempfile.mkdtemp(prefix="work-units-"))
+    folder = node.config.stash[WORK_UNITS]
+    node.workerinput["work_units"] = str(folder / f"{node.gateway.id}.json")
+
+
+def pytest_unconfigure(config):
+    if WORK_UNITS in config.stash:
+        shutil.rmtree(config.stash[WORK_UNITS], ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
     class SharedFixtureScheduling(LoadScopeScheduling):
+        units: dict[str, str] | None = None
+
         def _split_scope(self, nodeid: str) -> str:
-            return work_unit(nodeid)
+            if self.units is None:  # read once every worker has collected (scheduling starts then)
+                self.units = {}
+                for written in sorted(config.stash[WORK_UNITS].glob("*.json")):
+                    self.units.update(json.loads(written.read_text()))
+            return self.units.get(nodeid, nodeid)
 
     return SharedFixtureScheduling(config, log)

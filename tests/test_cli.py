@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 from migrationlab import REPO_ROOT
-from tests.conftest import free_port
+from tests.conftest import free_port, starts_postgresql
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,15 @@ def cli_env(tmp_path_factory):
     # As a user who did not activate the venv: `python` on PATH, if any, is not the one with the dependencies.
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join(folder for folder in env.get("PATH", "").split(os.pathsep) if folder != venv_bin)
-    yield env
-    subprocess.run([sys.executable, "-m", "migrationlab", "down", "--purge"], env=env, capture_output=True)
+    return env
+
+
+@pytest.fixture
+@starts_postgresql
+def cli_lab(cli_env):
+    """cli_env, for a test that starts the lab (`up`); its PostgreSQL and servers purged afterwards."""
+    yield cli_env
+    subprocess.run([sys.executable, "-m", "migrationlab", "down", "--purge"], env=cli_env, capture_output=True)
 
 
 def lab_cli(env, *args: str) -> subprocess.CompletedProcess:
@@ -132,55 +139,55 @@ def test_a_busy_port_is_reported_not_fought_over(cli_env):
     assert f"port {busy} on 127.0.0.1 is in use" in message
 
 
-def test_up_manage_down_round_trip(cli_env):
+def test_up_manage_down_round_trip(cli_lab):
     port = free_port()
     project = "proj01_add_not_null_constraint"
-    done = lab_cli(cli_env, "up", project, "--rows", "2000", "--port", str(port))
+    done = lab_cli(cli_lab, "up", project, "--rows", "2000", "--port", str(port))
     assert done.returncode == 0, done.stderr
     assert "Seeded 2,000 rows" in done.stdout and f"http://127.0.0.1:{port}/list_large/" in done.stdout
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/list_large/", timeout=30) as answer:
         assert answer.status == 200
 
-    again = lab_cli(cli_env, "up", project)  # idempotent: reuses all of it, on the port it serves on
+    again = lab_cli(cli_lab, "up", project)  # idempotent: reuses all of it, on the port it serves on
     assert again.returncode == 0 and "already serving" in again.stdout and "Seeded" not in again.stdout
     assert f"http://127.0.0.1:{port}/list_large/" in again.stdout
     elsewhere = free_port()  # the server would not move there: refused, not a Ready on a dead port
-    moved = lab_cli(cli_env, "up", project, "--port", str(elsewhere))
+    moved = lab_cli(cli_lab, "up", project, "--port", str(elsewhere))
     assert f"{project} is already served on port {port}" in one_line_error(moved) and "Ready" not in moved.stdout
 
-    url = lab_cli(cli_env, "url", project)
+    url = lab_cli(cli_lab, "url", project)
     assert url.returncode == 0
     connection = psycopg2.connect(url.stdout.strip())
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_database()")
         assert cursor.fetchone() == (project,)
     connection.close()
-    assert "proj01_safe_backfill has no lab database" in one_line_error(lab_cli(cli_env, "url", "proj01_safe_backfill"))
+    assert "proj01_safe_backfill has no lab database" in one_line_error(lab_cli(cli_lab, "url", "proj01_safe_backfill"))
 
     # The printed hint works as printed, from the folder `up` ran in, by a shell without the venv activated.
     hint = next(line for line in done.stdout.splitlines() if "see the migrations" in line)
-    plan = subprocess.run(hint.split("see the migrations", 1)[1], shell=True, cwd=REPO_ROOT, env=cli_env,
+    plan = subprocess.run(hint.split("see the migrations", 1)[1], shell=True, cwd=REPO_ROOT, env=cli_lab,
                           capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert plan.returncode == 0, plan.stderr
     assert "[X] 0002_add_status_nullable" in plan.stdout
     assert "[ ] 0003_make_status_not_null_with_default" in plan.stdout  # never applied on up
 
-    shell = lab_cli(cli_env, "manage", project, "--", "dbshell", "--", "-c", "SELECT 'psql ' || current_setting('server_version_num')")
+    shell = lab_cli(cli_lab, "manage", project, "--", "dbshell", "--", "-c", "SELECT 'psql ' || current_setting('server_version_num')")
     assert shell.returncode == 0 and "psql 16" in shell.stdout  # psql 16 of the embedded server is on PATH
 
-    assert lab_cli(cli_env, "manage", project, "--", "migrate", "demoapp").returncode == 0
-    plan = lab_cli(cli_env, "manage", project, "--", "showmigrations", "demoapp")
+    assert lab_cli(cli_lab, "manage", project, "--", "migrate", "demoapp").returncode == 0
+    plan = lab_cli(cli_lab, "manage", project, "--", "showmigrations", "demoapp")
     assert "[X] 0003_make_status_not_null_with_default" in plan.stdout
 
-    pid_file = os.path.join(cli_env["MIGRATIONLAB_HOME"], "run", f"{project}.pid")
+    pid_file = os.path.join(cli_lab["MIGRATIONLAB_HOME"], "run", f"{project}.pid")
     pid = int(open(pid_file).read())
-    down = lab_cli(cli_env, "down", project, "--purge")
+    down = lab_cli(cli_lab, "down", project, "--purge")
     assert down.returncode == 0 and "stopped the web server" in down.stdout and "stopped the embedded PostgreSQL" in down.stdout
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # nothing left running
     assert not os.path.exists(pid_file)
 
-    purged = lab_cli(cli_env, "down", "--purge")
+    purged = lab_cli(cli_lab, "down", "--purge")
     assert purged.returncode == 0 and "deleted the lab's data, logs and pid files" in purged.stdout
-    home = Path(cli_env["MIGRATIONLAB_HOME"])
+    home = Path(cli_lab["MIGRATIONLAB_HOME"])
     assert not any((home / part).exists() for part in ("postgres", "run", "logs"))

@@ -9,7 +9,8 @@ minutes; tests/test_showdown_end_to_end.py runs one): their arguments must parse
 `judge_locks` lines are checked the same way: tests/test_lessons.py runs that very command on every project.
 `catalog` lines too: tests/test_catalog.py runs the catalog; and `watch` lines (it runs until Ctrl-C):
 tests/test_watch.py runs it in a terminal.
-The Docker variants are checked in tests/test_docker_path.py.
+The Docker variants are checked in tests/test_docker_path.py. The README's table of claims is generated from the
+projects' scenario.toml (migrationlab.scenarios.claims_table) and must be current.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import pytest
 
 from migrationlab import REPO_ROOT
 from migrationlab.cli import build_parser
-from migrationlab.scenarios import all_projects, get_project, projects_of_scenario
-from tests.conftest import free_port
+from migrationlab.scenarios import README, all_projects, claims_table, get_project, projects_of_scenario, readme_with_claims
+from tests.conftest import free_port, starts_postgresql
 
 ROWS = 20_000
 FENCE = re.compile(r"```bash\n(.*?)```", re.S)
@@ -61,6 +62,7 @@ def runnable(command: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+@starts_postgresql
 def shared_lab(tmp_path_factory):
     env = dict(os.environ, MIGRATIONLAB_HOME=str(tmp_path_factory.mktemp("docs-lab")),
                MIGRATIONLAB_PG_PORT=str(free_port()))
@@ -68,6 +70,12 @@ def shared_lab(tmp_path_factory):
     yield env
     subprocess.run([sys.executable, "-m", "migrationlab", "down", "--purge"], cwd=REPO_ROOT, env=env,
                    capture_output=True, stdin=subprocess.DEVNULL)
+
+
+def test_the_readmes_table_of_claims_is_the_scenarios_own():
+    readme = README.read_text()
+    assert readme_with_claims(readme, claims_table(all_projects())) == readme, (
+        "README.md's table of claims is out of date: python -m migrationlab.scenarios claims --write")
 
 
 def test_every_page_has_lab_commands():

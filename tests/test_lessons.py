@@ -13,7 +13,7 @@ from migrationlab.scenarios import all_projects
 from tests.conftest import ROWS, copy_of_seeded, manage
 
 
-# One judgement per project, shared by the three tests below (on one test worker: conftest.work_unit).
+# One judgement per project, shared by the three tests below (on one test worker: conftest.work_units).
 @pytest.fixture(scope="module", params=[p.name for p in all_projects()])
 def judged(request, pg):
     name = request.param

@@ -185,10 +185,8 @@ def get(port: int, path: str) -> tuple[int, dict]:
         return failure.code, json.loads(failure.read())
 
 
-def test_the_lab_serves_deploys_and_runs_manage_as_a_release(tmp_path):
-    env = dict(os.environ, MIGRATIONLAB_HOME=str(tmp_path / "lab"), MIGRATIONLAB_PG_PORT=str(free_port()))
-    env.pop("DATABASE_URL", None)
-    env.pop("DEMO_RELEASE", None)
+def test_the_lab_serves_deploys_and_runs_manage_as_a_release(own_lab):
+    env = own_lab
     name, port = "proj02_rename_column", free_port()
     run = Path(env["MIGRATIONLAB_HOME"]) / "run"
     try:

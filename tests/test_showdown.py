@@ -186,10 +186,16 @@ def test_a_long_stall_without_a_lock_wait_is_called_slow_not_blocked_and_says_wh
     assert analysis.verdict(mostly_a_lock, [], waits(reads_s=0.4), 0.025).startswith("reads blocked 0.6 s, writes ok")
 
 
-def test_the_docs_show_the_schema_the_code_uses():
+def test_the_docs_point_at_the_schema_and_its_commands_print_it():
     docs = (REPO_ROOT / "docs" / "showdown.md").read_text()
-    block = docs.split("<!-- schema: generated from migrationlab/showdown/schema.py -->\n```json\n", 1)[1]
-    assert json.loads(block.split("\n```", 1)[0]) == REPORT_SCHEMA
+    assert "](../migrationlab/showdown/schema.py)" in docs and '"$schema"' not in docs  # linked, not pasted
+    commands = re.findall(r"^\.venv/bin/(python -m migrationlab\.showdown\.schema.*?)(?:\s+#.*)?$", docs, re.MULTILINE)
+    printed = []
+    for command in commands:
+        done = subprocess.run([sys.executable, *command.split()[1:]], capture_output=True, text=True, cwd=REPO_ROOT)
+        assert done.returncode == 0, done.stderr
+        printed.append(json.loads(done.stdout))
+    assert printed == [REPORT_SCHEMA, SUMMARY_SCHEMA]
 
 
 # -- honest under load: saturation, and stalls charged to the windows they fall in ------------------------------

@@ -1,9 +1,13 @@
-"""The JSON report's schema (JSON Schema 2020-12). docs/showdown.md shows it; a test keeps the two identical.
+"""The JSON report's schema (JSON Schema 2020-12), and summary.json's. docs/showdown.md links here; as JSON:
+`python -m migrationlab.showdown.schema` (report.json's) or `... --summary` (summary.json's).
 
 Times are seconds. `start_s`/`end_s` are on the project's own clock (0 = when its probe and sampler started).
 """
 
 from __future__ import annotations
+
+import json
+import sys
 
 REPORT_FORMAT = "migrationlab-showdown/2"
 
@@ -345,3 +349,15 @@ SUMMARY_SCHEMA = {
                          "safe_failed_nothing": _count, "missed": {"type": "array", "items": {"type": "string"}}}),
     },
 }
+
+
+def main(argv: list[str]) -> int:
+    if argv not in ([], ["--summary"]):
+        print("usage: python -m migrationlab.showdown.schema [--summary]", file=sys.stderr)
+        return 2
+    print(json.dumps(SUMMARY_SCHEMA if argv else REPORT_SCHEMA, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
