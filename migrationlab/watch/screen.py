@@ -16,7 +16,7 @@ from rich.console import Group
 from rich.text import Text
 
 from migrationlab.watch.model import (
-    BLOCKS, RECENT_S, EndpointView, MigrationView, QueueLine, Screen, _strip_level,
+    BLOCKS, RECENT_S, EndpointView, MigrationView, QueueLine, Screen, strip_level,
 )
 
 WIDTH = 80
@@ -84,7 +84,7 @@ def _strip(endpoint: EndpointView, timeout_s: float) -> Text:
         if cell.latency_s is None:
             text.append(" ")
         else:
-            text.append(BLOCKS[_strip_level(cell.latency_s, timeout_s)], CELL_STYLE[cell.kind])
+            text.append(BLOCKS[strip_level(cell.latency_s, timeout_s)], CELL_STYLE[cell.kind])
     return text
 
 
