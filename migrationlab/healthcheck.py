@@ -10,7 +10,7 @@ docker-compose.yml runs it inside the web container (the image has python, not c
 not inferred. Either missing: one line saying what is missing, exit 1. So `docker compose up --wait` returns once
 the demo can begin, and a lesson step that blocks the API shows as unhealthy in `docker compose ps`.
 
-It reads the database settings the way the project does (POSTGRES_* or DATABASE_URL, migrationlab/settings.py)
+It reads the database settings the way the project does (POSTGRES_* or DATABASE_URL, migrationlab/environment.py)
 and imports neither Django's machinery nor gunicorn: it runs every few seconds beside the demo.
 """
 
@@ -27,7 +27,7 @@ import psycopg2
 
 from migrationlab import REPO_ROOT
 from migrationlab.scenarios import ScenarioError, get_project
-from migrationlab.settings import database_from_environment
+from migrationlab.environment import database_from_environment
 
 TIMEOUT_SECONDS = 3  # the curl loop's --max-time: an answer later than that is a failed request
 

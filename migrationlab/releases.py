@@ -20,18 +20,29 @@ from migrationlab.scenarios import RELEASE_VARIABLE, Project, ScenarioError
 
 
 def release_range(project: Project) -> str:
-    first, last = project.start_release or 1, project.latest_release
+    return releases_text(range(project.start_release or 1, project.latest_release + 1))
+
+
+def releases_text(releases: range) -> str:
+    first, last = releases[0], releases[-1]
     return f"{first}" if first == last else f"{first} to {last}"
 
 
 def chosen_release(project: Project, value: str | int | None) -> int:
     """The release `value` names (DEMO_RELEASE, or --release); None or empty: the latest. ScenarioError (one line)
     for anything that is not one of the project's releases. A project without releases ignores it (release 1)."""
-    if value is None or value == "" or project.start_release is None:
+    if project.start_release is None:
         return project.latest_release
+    return release_among(project.name, range(project.start_release, project.latest_release + 1), value)
+
+
+def release_among(name: str, releases: range, value: str | int | None) -> int:
+    """The release of project `name` that `value` names, one of `releases`; None or empty: the latest."""
+    if value is None or value == "":
+        return releases[-1]
     text = str(value).strip()
-    if not text.isdigit() or not project.start_release <= int(text) <= project.latest_release:
-        raise ScenarioError(f"{RELEASE_VARIABLE} must be a release of {project.name} ({release_range(project)}), "
+    if not text.isdigit() or int(text) not in releases:
+        raise ScenarioError(f"{RELEASE_VARIABLE} must be a release of {name} ({releases_text(releases)}), "
                             f"got '{value}'")
     return int(text)
 

@@ -34,7 +34,7 @@ from migrationlab import REPO_ROOT, cli, healthcheck
 from migrationlab.embedded import SERVER_SETTINGS
 from migrationlab.scenarios import Project, all_projects, get_project
 from migrationlab.serving import project_environment
-from migrationlab.settings import database_from_environment
+from migrationlab.environment import database_from_environment
 from tests.conftest import free_port, manage, query
 from tests.docker_e2e.pages import blocks, compose_up_commands
 
@@ -529,7 +529,8 @@ def test_env_example_defines_every_variable_compose_reads_with_the_same_default(
 @each_project
 def test_env_example_covers_the_settings_and_marks_the_secret_as_a_placeholder(project):
     example = env_example(project)
-    settings_source = (REPO_ROOT / "migrationlab" / "settings.py").read_text()
+    settings_source = "".join((REPO_ROOT / "migrationlab" / name).read_text()
+                              for name in ("settings.py", "environment.py"))
     read_by_settings = set(re.findall(r"environ(?:\.get\(|\[)\"((?:POSTGRES|DJANGO)_[A-Z_]+)\"", settings_source))
     assert "DJANGO_SECRET_KEY" in read_by_settings
     assert read_by_settings - set(example) == set()
