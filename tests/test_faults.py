@@ -14,8 +14,11 @@
    lab's postmaster gets SIGKILL, the step's process fails; then `up PROJECT` again must bring PostgreSQL back
    through crash recovery with the database as it was (not re-seeded) and the web server answering, and the step,
    run again, completes.
-3. A migration that cannot be reversed says why in its docstring.
-4. docs/reliability.md names every project, and its counts are the parametrisations of the tests behind it.
+3. Every step that changes rows or runs outside one transaction, reversed from a copy of the seeded database at
+   that step: the schema must be what it was before the step, and the rows too, unless the migration's docstring
+   says why its reverse cannot restore them (deleted rows are gone).
+4. Each fault reaches what docs/reliability.md says: every non-atomic migration is killed between operations,
+   every batched one at a random batch, PostgreSQL during a step of every kind, every project reversed to 0001.
 
 The other faults of the issue are tested where they were built: every non-atomic migration killed between its
 operations (tests/test_resumable.py), every safe step behind a held report (tests/test_lessons.py), every project
@@ -38,8 +41,8 @@ import pytest
 
 from migrationlab import REPO_ROOT
 from migrationlab.scenarios import all_projects, get_project
-from tests import test_lessons, test_projects
-from tests.conftest import ROWS, free_port, manage, query
+from tests import test_projects
+from tests.conftest import ROWS, free_port, manage, query, starts_postgresql
 from tests.test_releases import get, lab
 from tests.test_resumable import (
     FAILSAFE_S, MIGRATOR, holder_and_monitor, migration_killed_at_exit, non_atomic_steps, state_of, wait_until_waiting,
@@ -229,10 +232,11 @@ def crash_steps(every_project: bool = bool(os.environ.get("FAULTS_LAB_EVERY_PROJ
                     kinds.add(kind)
         chosen.sort(key=candidates.index)
     for values in chosen:
-        yield pytest.param(*values, id=f"{values[0]}:{values[2]}")  # one lab, one worker: conftest.work_unit
+        yield pytest.param(*values, id=f"{values[0]}:{values[2]}")  # one lab (private_lab), one worker: conftest.work_units
 
 
 @pytest.fixture(scope="module")
+@starts_postgresql
 def private_lab(tmp_path_factory):
     """The environment of a lab of this module's own (one initdb for all its tests); purged at the end. Each test
     leaves its project served (`down PROJECT` would stop PostgreSQL with the last web server, and the next `up`
@@ -307,25 +311,41 @@ def query_fails(url: str) -> bool:
     return False
 
 
-# -- 3. a migration that cannot be reversed says why ------------------------------------------------------------------
+# -- 3. a reverse restores what the migration changed, or its docstring says why it cannot -----------------------------
 
-def irreversible_operations(source: str) -> list[str]:
-    """What in a migration's source declares it cannot be reversed: a RunPython without reverse_code, a RunSQL
-    without reverse_sql (or with None), `reversible = False`."""
-    found = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call):
-            name = called(node)
-            reverse = {"RunPython": "reverse_code", "RunSQL": "reverse_sql"}.get(name)
-            if reverse is None:
-                continue
-            given = [keyword.value for keyword in node.keywords if keyword.arg == reverse] + node.args[1:2]
-            if not given or all(isinstance(value, ast.Constant) and value.value is None for value in given):
-                found.append(f"{name} without {reverse} (line {node.lineno})")
-        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and node.value.value is False:
-            if any(getattr(target, "id", None) == "reversible" for target in node.targets):
-                found.append(f"reversible = False (line {node.lineno})")
-    return found
+DATA_OPERATIONS = {"RunPython", "RunSQL", "BackfillInBatches", "DeleteInBatches"}
+# What this test found when it was written: reverses that do not restore what their migration changed, in
+# migrations whose docstring does not say so (the migrations have owners of their own). Each is expected to fail
+# here, strictly: once its reverse restores, or its docstring says why it cannot, it passes, and must leave this list.
+NOT_RESTORED_YET = {
+    "proj01_safe_backfill:0004_backfill_status_batched": "the backfilled status stays filled",
+    "proj02_rename_column:0004_backfill_reference_batched": "the copied reference stays filled",
+    "proj04_safe_backfill:0004_backfill_created_at_new_batched": "the copied created_at_new stays filled",
+    "proj06_large_backfills:0004_fill_email_local_part_in_batches": "the filled email_local_part stays filled",
+    "proj09_alter_defaults:0008_backfill_external_id_batched": "the filled external_id stays filled",
+    "proj01_safe_backfill:0006_validate_status_check": "the CHECK stays validated",
+    "proj04_safe_backfill:0006_validate_created_at_new_check": "the CHECK stays validated",
+    "proj07_safe_backfill:0005_validate_customer_foreign_key": "the foreign key stays validated",
+    "proj09_alter_defaults:0010_validate_external_id_check": "the CHECK stays validated",
+    "proj10_large_deletes:0005_validate_history_check": "the CHECK stays validated",
+    "proj10_large_deletes:0006_partition_by_attaching_history": "large_event comes back without its history CHECK",
+}
+
+
+def data_or_non_atomic_steps():
+    """Every step that changes rows or runs outside one transaction: where a reverse that does nothing
+    (RunPython.noop, an operation whose backwards is empty) would go unnoticed by a plain forward-and-back run."""
+    for project in all_projects():
+        for step in project.steps:
+            path, case = migration_file(project, step.migration), f"{project.name}:{step.migration}"
+            if re.search(r"^\s*atomic\s*=\s*False\b", path.read_text(), re.M) or calls(path) & DATA_OPERATIONS:
+                known = NOT_RESTORED_YET.get(case)
+                yield pytest.param(project.name, step_before(project, step.migration), step.migration, id=case,
+                                   marks=[pytest.mark.xfail(strict=True, reason=known)] if known else [])
+
+
+def test_every_reverse_not_restored_yet_is_a_case_of_the_test():
+    assert set(NOT_RESTORED_YET) <= {param.id for param in data_or_non_atomic_steps()}
 
 
 def says_why_it_cannot_be_reversed(source: str) -> bool:
@@ -335,77 +355,68 @@ def says_why_it_cannot_be_reversed(source: str) -> bool:
     return any("revers" in sentence.lower() and len(sentence.split()) >= 4 for sentence in sentences)
 
 
-@pytest.mark.parametrize("name", [project.name for project in all_projects()])
-def test_a_migration_that_cannot_be_reversed_says_why_in_its_docstring(name):
-    for path in migration_files(get_project(name)):
-        source = path.read_text()
-        irreversible = irreversible_operations(source)
-        assert not irreversible or says_why_it_cannot_be_reversed(source), (
-            f"{path.relative_to(REPO_ROOT)}: {'; '.join(irreversible)}, and its docstring does not say why it "
-            "cannot be reversed")
+@pytest.mark.parametrize("name, before, migration", list(data_or_non_atomic_steps()))
+def test_a_reverse_restores_the_schema_and_the_rows_or_the_docstring_says_why_not(name, before, migration, seeded):
+    project = get_project(name)
+    tables = tuple(t for t in (project.large_table, project.small_table, project.referenced_table) if t)
+    expected = state_of(seeded(name, ROWS, before), tables)
+    database = seeded(name, ROWS, migration)
+    manage(name, database, "migrate", "demoapp", before)
+    reversed_ = state_of(database, tables)
+    assert reversed_[len(tables):] == expected[len(tables):], f"{migration}: its reverse does not restore the schema"
+    if reversed_[:len(tables)] != expected[:len(tables)]:
+        assert says_why_it_cannot_be_reversed(migration_file(project, migration).read_text()), (
+            f"{migration}: its reverse leaves the rows as the migration made them, and its docstring does not say why")
 
 
-def test_the_irreversibility_check_tells_a_reason_from_none():
-    reversible = 'migrations.RunPython(fill, migrations.RunPython.noop)\nmigrations.RunSQL("X", reverse_sql="Y")\n'
-    assert irreversible_operations(reversible) == []
+def test_a_reason_is_a_sentence_about_reversing():
     silent = 'from django.db import migrations\n\noperations = [migrations.RunPython(forget_everything)]\n'
-    assert irreversible_operations(silent) == ["RunPython without reverse_code (line 3)"]
     assert not says_why_it_cannot_be_reversed(silent)
-    assert irreversible_operations('migrations.RunSQL("DROP TABLE t", reverse_sql=None)\n') == [
-        "RunSQL without reverse_sql (line 1)"]
-    assert irreversible_operations("class Op:\n    reversible = False\n") == ["reversible = False (line 2)"]
     explained = '"""Drop the archive.\n\nIt cannot be reversed: the rows are gone.\n"""\n' + silent
     assert says_why_it_cannot_be_reversed(explained)
     assert not says_why_it_cannot_be_reversed('"""Drop the archive. Reversed."""\n' + silent)
 
 
-# -- 4. docs/reliability.md -----------------------------------------------------------------------------------------
+# -- 4. every fault reaches what docs/reliability.md says it reaches ---------------------------------------------------
 
-def counts_by_project() -> dict[str, tuple]:
-    """What the tests parametrise, per project: non-atomic migrations killed between operations, batched migrations
-    killed at a random batch, safe steps judged behind a held report, migrations reversed to 0001, the step during
-    which PostgreSQL is killed."""
-    report = test_lessons.test_behind_a_long_report_no_safe_step_makes_traffic_wait_for_it.pytestmark
-    behind_a_report = next(mark.args[1] for mark in report if mark.name == "parametrize")
-    between, batched, crashed = (
-        [param.values for param in params] for params in (non_atomic_steps(), batched_steps(), crash_steps(False)))
-    counts = {}
-    for project in all_projects():
-        assert project.name in test_projects.PROJECTS
-        counts[project.name] = (
-            sum(values[0] == project.name for values in between),
-            [values[2] for values in batched if values[0] == project.name],
-            sum(step.kind == "safe" for step in project.steps) if project.name in behind_a_report else 0,
-            len(migration_files(project)) - 1,
-            [values[2] for values in crashed if values[0] == project.name],
-        )
-    return counts
+def declares_non_atomic(path: Path) -> bool:
+    """The migration's class says `atomic = False` (read from its syntax, not from a pattern in its text)."""
+    return any(isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "atomic" for t in node.targets)
+               and isinstance(node.value, ast.Constant) and node.value.value is False
+               for node in ast.walk(ast.parse(path.read_text())))
 
 
-def reliability_table() -> dict[str, tuple]:
-    """The table of docs/reliability.md, read back the same way."""
-    rows = {}
-    for line in RELIABILITY.read_text().splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 6 and re.fullmatch(r"`proj\d\d_\w+`", cells[0]):
-            first_number = [int(re.match(r"\d+", cell).group()) for cell in cells[1:5]]
-            rows[cells[0].strip("`")] = (first_number[0], re.findall(r"`(\d{4}_\w+)`", cells[2]), first_number[2],
-                                         first_number[3], re.findall(r"`(\d{4}_\w+)`", cells[5]))
-    return rows
+def test_every_project_folder_is_in_the_faults_parametrisations():
+    """Reversed to 0001 and judged behind a report: every folder with migrations is a project the tests iterate."""
+    folders = sorted(path.parent.parent.parent.name for path in REPO_ROOT.glob("proj*/demoapp/migrations/0001_*.py"))
+    assert folders == [project.name for project in all_projects()] == test_projects.PROJECTS
 
 
-def test_the_reliability_page_names_every_project_with_the_counts_the_tests_run():
-    counts, table = counts_by_project(), reliability_table()
-    assert list(table) == list(counts), "docs/reliability.md: one row per project, in the catalog's order"
-    for name, expected in counts.items():
-        assert table[name][0] == expected[0], f"{name}: non-atomic migrations killed between operations"
-        assert table[name][1] == expected[1], f"{name}: batched migrations killed at a random batch"
-        assert table[name][2] == expected[2], f"{name}: safe steps behind a held report"
-        assert table[name][3] == expected[3], f"{name}: migrations reversed to 0001"
-        assert table[name][4] == expected[4], f"{name}: the step during which PostgreSQL is killed"
-    totals = re.search(r"In all: (\d+) kills between operations, (\d+) kills at a random batch, (\d+) safe steps "
-                       r"behind a held report, (\d+) migrations reversed, (\d+) PostgreSQL crashes",
-                       RELIABILITY.read_text())
-    assert totals and tuple(map(int, totals.groups())) == (
-        sum(c[0] for c in counts.values()), sum(len(c[1]) for c in counts.values()), sum(c[2] for c in counts.values()),
-        sum(c[3] for c in counts.values()), sum(len(c[4]) for c in counts.values())), "the totals line"
+def test_every_non_atomic_migration_is_killed_between_operations():
+    killed = {(values[0], values[2]) for values in (param.values for param in non_atomic_steps())}
+    non_atomic = {(project.name, path.stem) for project in all_projects() for path in migration_files(project)
+                  if declares_non_atomic(path)}
+    assert non_atomic == killed
+
+
+def test_every_batched_migration_is_a_step_killed_at_a_random_batch():
+    killed = {(values[0], values[2]) for values in (param.values for param in batched_steps())}
+    batched = {(project.name, path.stem) for project in all_projects() for path in migration_files(project)
+               if calls(path) & set(BATCHED)}
+    steps = {(project.name, step.migration) for project in all_projects() for step in project.steps}
+    assert killed <= batched <= steps
+    for name, migration in batched - killed:  # only batches of rows the lab does not hold (proj10's event notes)
+        project = get_project(name)
+        assert not batched_on_the_large_table(migration_file(project, migration), project.large_model), migration
+
+
+@pytest.mark.parametrize("every_project", [False, True])
+def test_postgresql_is_killed_during_a_step_of_every_kind(every_project):
+    candidates = list(crash_candidates())
+    chosen = [tuple(param.values) for param in crash_steps(every_project)]
+    kind = {values: kind_of(get_project(values[0]), values[2]) for values in candidates}
+    assert set(chosen) <= set(candidates) and len(set(chosen)) == len(chosen)
+    if every_project:
+        assert [values[0] for values in chosen] == [project.name for project in all_projects()]
+    else:  # one of each kind
+        assert sorted(kind[values] for values in chosen) == sorted(set(kind.values()))
