@@ -65,12 +65,12 @@ def known(name: str) -> str | None:
     return name or None
 
 
-def imports_of(module: str) -> list[tuple[str, str | None, int]]:
+def imports_of(module: str, source: str | None = None) -> list[tuple[str, str | None, int]]:
     """(imported module, the name taken from it or None, line) for every import of a migrationlab module."""
     path = MODULES[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source, str(path))):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if known(alias.name):
@@ -168,10 +168,10 @@ def test_the_server_and_databases_import_nothing_above_them(module):
     assert all(layer_of(target) <= layer_of("migrationlab.databases") for target in graph()[module])
 
 
-def private_uses(module: str) -> list[str]:
-    uses = [f"{module}:{line} imports {name} from {target}" for target, name, line in imports_of(module)
+def private_uses(module: str, source: str | None = None) -> list[str]:
+    uses = [f"{module}:{line} imports {name} from {target}" for target, name, line in imports_of(module, source)
             if name and name.startswith("_") and not name.startswith("__") and target != module]
-    tree = ast.parse(MODULES[module].read_text())
+    tree = ast.parse(MODULES[module].read_text() if source is None else source)
     bound = {}  # local name -> the migrationlab module it names
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -193,3 +193,10 @@ def private_uses(module: str) -> list[str]:
 
 def test_no_module_uses_another_modules_private_names():
     assert [use for module in MODULES for use in private_uses(module)] == []
+
+
+def test_the_private_name_check_sees_an_import_and_an_attribute():
+    source = ("from migrationlab.lab import _answers\n"
+              "def f():\n    from migrationlab import lab\n    return lab._answers, lab.start_web, lab.__doc__\n")
+    assert private_uses("migrationlab.cli", source) == [
+        "migrationlab.cli:1 imports _answers from migrationlab.lab", "migrationlab.cli:4 uses lab._answers"]
