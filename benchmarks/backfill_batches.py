@@ -8,9 +8,8 @@ which is the same for every size).
 """
 
 import argparse
-import re
 
-from common import drop_database, fresh_database, machine, timed
+from common import drop_database, fresh_database, machine, reports_in, timed
 
 PROJECT = "proj01_safe_backfill"
 BACKFILL = """
@@ -20,12 +19,11 @@ from django.db.models import Q, Value
 from migrationlab.operations import BackfillInBatches
 state = MigrationLoader(connection).project_state(("demoapp", "0004_backfill_status_batched"))
 backfill = BackfillInBatches("largeuser", set={{"status": Value("active")}}, where=Q(status__isnull=True),
-                             batch_size={size}, progress_seconds=1e9, vacuum=False)
+                             batch_size={size}, progress_seconds=1e9, synchronous_commit=False, vacuum=False)
 with connection.schema_editor(atomic=False) as editor:
     backfill.database_forwards("demoapp", editor, state, state)
+print("\\nREPORTS " + json.dumps([backfill.report.as_dict()]))
 """
-SUMMARY = re.compile(r"backfill done, ([\d,]+) rows in ([\d.]+) s; ([\d,]+) batches: median (\d+) ms, p99 (\d+) ms, "
-                     r"slowest batch (\d+) ms, (\d+) over 250 ms")
 
 
 def main() -> None:
@@ -45,8 +43,10 @@ def main() -> None:
             _, output = timed(PROJECT, url, BACKFILL.format(size=size), echo=False)
         finally:
             drop_database("bench_backfill")
-        rows, total, batches, median, p99, slowest, over = SUMMARY.search(output).groups()
-        table.append(f"| {size:,} | {total} s | {median} ms | {p99} ms | {slowest} ms | {over} of {batches} |")
+        report = reports_in(output)[1]["large_user"]
+        table.append(f"| {size:,} | {report['seconds']:.1f} s | {report['median_seconds'] * 1000:.0f} ms | "
+                     f"{report['p99_seconds'] * 1000:.0f} ms | {report['slowest_seconds'] * 1000:.0f} ms | "
+                     f"{report['slow_batches']} of {report['batches']} |")
         print(table[-1], flush=True)
     print("\n".join(table))
 

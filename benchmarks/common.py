@@ -25,6 +25,15 @@ print("BENCHMARK " + json.dumps({{"seconds": time.monotonic() - started}}))
 """
 
 
+# Appended to a body that applied `migration`: the BatchReport each of its batched operations left, as JSON.
+REPORTS = """
+from importlib import import_module
+print("\\nREPORTS " + json.dumps([operation.report.as_dict() for operation in
+                                  import_module("demoapp.migrations.{migration}").Migration.operations
+                                  if getattr(operation, "report", None)]))
+"""
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
@@ -61,6 +70,38 @@ def timed(project_name: str, database_url: str, body: str, echo: bool = True) ->
     if echo:
         print(output)
     return json.loads(marker.group(1))["seconds"], output
+
+
+def reports_in(output: str) -> tuple[str, dict[str, dict]]:
+    """The output without its REPORTS line, and the reports it holds (BatchReport.as_dict(), by table)."""
+    marker = re.search(r"\nREPORTS (\[.*\])", output)
+    if marker is None:
+        return output, {}
+    reports = {report["table"]: report for report in json.loads(marker.group(1))}
+    return output[: marker.start()] + output[marker.end():], reports
+
+
+def migrate_timed(project_name: str, database_url: str, migration: str) -> tuple[float, str, dict[str, dict]]:
+    """`migrate demoapp MIGRATION` (its output echoed): its seconds, its output, and its batched operations'
+    reports by table (reports_in)."""
+    seconds, output = timed(project_name, database_url,
+                            f"call_command('migrate', 'demoapp', '{migration}')" + REPORTS.format(migration=migration),
+                            echo=False)
+    output, reports = reports_in(output)
+    print(output)
+    return seconds, output, reports
+
+
+def batch_note(report: dict | None) -> str:
+    """A batched step's batch times and its closing VACUUM, from its report; empty without one."""
+    if not report or not report["batches"]:
+        return ""
+    note = (f"{report['batches']:,} batches: median {report['median_seconds'] * 1000:.0f} ms, "
+            f"p99 {report['p99_seconds'] * 1000:.0f} ms, slowest batch {report['slowest_seconds'] * 1000:.0f} ms, "
+            f"{report['slow_batches']} over 250 ms")
+    if report["vacuum_seconds"] is not None:
+        note += f"; then VACUUM {report['vacuum_seconds']:.1f} s"
+    return note
 
 
 @contextmanager

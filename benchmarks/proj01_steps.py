@@ -8,9 +8,8 @@ timed inside Django (no interpreter start-up). For the batched backfill, the slo
 """
 
 import argparse
-import re
 
-from common import drop_database, fresh_database, machine, timed
+from common import batch_note, drop_database, fresh_database, machine, migrate_timed, timed
 
 from migrationlab.scenarios import projects_of_scenario
 
@@ -28,10 +27,8 @@ def main() -> None:
             seconds, _ = timed(project.name, url, f"call_command('seed_large_table', large_count={args.rows})", echo=False)
             table.append(f"| {project.name} | seed {args.rows:,} rows | - | {seconds:.1f} | |")
             for step in project.steps:
-                seconds, output = timed(project.name, url, f"call_command('migrate', 'demoapp', '{step.migration}')")
-                batches = re.search(r"large_user: backfill done, [^;]*; (.*? over 250 ms)", output)
-                vacuum = re.search(r"large_user: VACUUM \(ANALYZE\) after the backfill, ([\d.]+ s)", output)
-                note = f"{batches.group(1)}; then VACUUM {vacuum.group(1)}" if batches else ""
+                seconds, _, reports = migrate_timed(project.name, url, step.migration)
+                note = batch_note(reports.get("large_user"))
                 table.append(f"| {project.name} | {step.migration} | {step.kind} | {seconds:.2f} | {note} |")
         finally:
             drop_database(f"bench_{project.name}")

@@ -10,21 +10,12 @@ which nothing waits for more than a batch or a catalog change), and their ratio.
 """
 
 import argparse
-import re
 
-from common import machine, seeded_at_start, timed
+from common import batch_note, machine, migrate_timed, seeded_at_start, timed
 
 from migrationlab.scenarios import projects_of_scenario
 
 RISKY, SAFE = "proj04_change_column_type", "proj04_safe_backfill"
-COPY_DONE = re.compile(r"large_record: backfill done, [^;]*; (?P<batches>.*? over 250 ms)")
-VACUUM_DONE = re.compile(r"large_record: VACUUM \(ANALYZE\) after the backfill, (?P<seconds>[\d.]+ s)")
-
-
-def copy_note(output: str) -> str:
-    """The batched copy's batch times and its VACUUM, from the migration's output; empty for other steps."""
-    batches, vacuum = COPY_DONE.search(output), VACUUM_DONE.search(output)
-    return f"{batches['batches']}; then VACUUM {vacuum['seconds']}" if batches and vacuum else ""
 
 
 def main() -> None:
@@ -39,9 +30,9 @@ def main() -> None:
             table.append(f"| {project.name} | seed {args.rows:,} rows | - | {seed_seconds:.1f} | |")
             totals[project.name] = 0.0
             for step in project.steps:
-                seconds, output = timed(project.name, url, f"call_command('migrate', 'demoapp', '{step.migration}')")
+                seconds, _, reports = migrate_timed(project.name, url, step.migration)
                 totals[project.name] += seconds
-                table.append(f"| {project.name} | {step.migration} | {step.kind} | {seconds:.2f} | {copy_note(output)} |")
+                table.append(f"| {project.name} | {step.migration} | {step.kind} | {seconds:.2f} | {batch_note(reports.get('large_record'))} |")
     floor = one_update_floor(args.rows)
     print("\n".join(table))
     print()

@@ -22,7 +22,7 @@ those were seen waiting on in pg_stat_activity).
 
 import argparse
 
-from common import machine, measured_on_fresh_table, mib
+from common import batch_note, machine, measured_on_fresh_table, mib, reports_in
 
 from migrationlab.scenarios import get_project
 
@@ -37,6 +37,7 @@ state = MigrationLoader(connection).project_state(("demoapp", "0003_fill_email_d
 with connection.schema_editor(atomic=False) as editor:
     for operation in migration.operations:
         operation.database_forwards("demoapp", editor, state, state)
+print("\\nREPORTS " + json.dumps([operation.report.as_dict() for operation in migration.operations]))
 """
 SAVE_LOOP = """
 from django.db import transaction
@@ -68,14 +69,13 @@ def main() -> None:
     control = measured_on_fresh_table(project, args.rows, BATCHED, control=True)
     loop_rows = min(args.loop_rows, args.rows)
     loop = measured_on_fresh_table(project, loop_rows, SAVE_LOOP)
-    summary = next((text.strip() for text in batched["output"].splitlines() if "large_user: backfill done" in text), "")
-    vacuum = next((text.strip() for text in batched["output"].splitlines() if "large_user: VACUUM" in text), "")
+    report = reports_in(batched["output"])[1]["large_user"]
     table = [
         "| way | rows | seconds | WAL written | table size | dead rows after | probe writes during | note |",
         "|---|---|---|---|---|---|---|---|",
         line("0003: one UPDATE, one transaction", risky),
         line("0004: BackfillInBatches, ~50 ms batches", batched,
-             note=f"{summary.split('; ', 1)[-1]}; {vacuum.split(': ', 1)[-1]}"),
+             note=batch_note(report)),
         line("control: 0004 again, the probe writing to an untouched copy of the table", control,
              note="no lock of the backfill's can reach these writes"),
         line(".save() per row, one transaction", loop),

@@ -13,10 +13,9 @@ under load by the showdown: `.venv/bin/python -m migrationlab showdown 9 --rows 
 """
 
 import argparse
-import re
 
 import psycopg2
-from common import drop_database, fresh_database, machine, timed
+from common import batch_note, drop_database, fresh_database, machine, migrate_timed, timed
 
 from migrationlab.scenarios import get_project
 
@@ -49,17 +48,15 @@ def main() -> None:
         filenode, size = table_file(url, project.large_table)
         table.append(f"| seed {args.rows:,} rows | - | {seconds:.1f} | | {size / 2**20:,.0f} MiB | |")
         for step in project.steps:
-            seconds, output = timed(project.name, url, f"call_command('migrate', 'demoapp', '{step.migration}')")
+            seconds, _, reports = migrate_timed(project.name, url, step.migration)
             after, size = table_file(url, project.large_table)
             rewritten = "NEW (rewritten)" if after != filenode else "same"
             filenode = after
             notes = []
             if step.actors:
                 notes.append("no report running here; behind one: showdown 9")
-            batches = re.search(rf"{project.large_table}: backfill done, [^;]*; (.*? over 250 ms)", output)
-            vacuum = re.search(rf"{project.large_table}: VACUUM \(ANALYZE\) after the backfill, ([\d.]+ s)", output)
-            if batches:
-                notes.append(f"{batches.group(1)}; then VACUUM {vacuum.group(1)}")
+            if batch_note(reports.get(project.large_table)):
+                notes.append(batch_note(reports[project.large_table]))
             table.append(f"| {step.migration} | {step.kind} | {seconds:.2f} | {rewritten} | "
                          f"{size / 2**20:,.0f} MiB | {'; '.join(notes)} |")
     finally:

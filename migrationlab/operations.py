@@ -1,23 +1,39 @@
-"""Migration operations for zero-downtime changes, each with one job, usable from any project in one line.
+"""Migration operations for zero-downtime changes, each with one job, named for it, usable from any project in one line.
 
-    BackfillInBatches("largeuser", set={"status": Value("active")}, where=Q(status__isnull=True))
-    DeleteInBatches("largeevent", where=Q(created_at__lt=cutoff))
-    WithLockTimeout(AddConstraintNotValid(...))
-    WithLockTimeout(DetachPartitionConcurrently("largeevent", partition="large_event_history"))
+    BackfillInBatches("largeuser", set={"status": Value("active")}, where=Q(status__isnull=True),
+                      synchronous_commit=False, vacuum=True)
+    DeleteInBatches("largeevent", where=Q(created_at__lt=cutoff), synchronous_commit=False, vacuum=True)
+    WithLockTimeout(SkipIfDone(AddConstraintNotValid(...)))
+    SkipIfDone(AddIndexConcurrently(...), drop_invalid_index=True)
+    DetachPartitionConcurrently("largeevent", partition="large_event_history")
+
+- WithLockTimeout: a short lock_timeout, retried with capped backoff; one transaction per attempt. Nothing else: it
+  refuses (when the migration is loaded) an operation that cannot run in a transaction, so it never quietly runs
+  something without its lock_timeout.
+- SkipIfDone: skips an operation the catalog shows done (migrationlab/resumable.py), so that a re-run does only
+  the rest. It refuses an operation whose being done it cannot read from the catalog; its repairs are flags the
+  migration states (`drop_invalid_index`, `validate_not_valid_constraint`), off unless stated.
+- BackfillInBatches, DeleteInBatches: keyset batches, a commit per batch; each run leaves a BatchReport on the
+  operation (`.report`). `synchronous_commit` and `vacuum` are keyword arguments the migrations state.
+- DetachPartitionConcurrently: DETACH ... CONCURRENTLY (or FINALIZE), then the DROP under a retried lock_timeout.
 
 All need `atomic = False` on the migration: a batched operation must commit per batch, a lock-timeout retry must
-roll back only its own attempt, and DETACH ... CONCURRENTLY cannot run in a transaction at all. They refuse to run
-inside an atomic migration rather than silently degrade. All can be run again after failing at any point: the
-batched ones resume at the first row still to do, WithLockTimeout skips what the catalog shows is done
-(migrationlab/resumable.py), and the detach finishes an interrupted detach (FINALIZE).
+roll back only its own attempt, and the CONCURRENTLY commands cannot run in a transaction at all. They refuse to run
+inside an atomic migration rather than silently degrade.
+
+What they say goes to the logger "migrationlab.operations" (INFO), which `migrate` (migrationlab's own, a subclass
+of Django's: migrationlab/management/commands/migrate.py) writes to its stdout at verbosity 1 and more, and
+nowhere at verbosity 0; elsewhere, attach a handler (`output_to`).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import statistics
-import sys
 import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 
 from django.contrib.postgres.operations import NotInTransactionMixin
 from django.core.management.base import CommandError
@@ -26,15 +42,40 @@ from django.db.migrations.operations.base import Operation
 from django.db.models import Q
 from django.db.models.deletion import Collector
 
-from migrationlab.resumable import already_done
+from migrationlab.resumable import already_done, cannot_check
 
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE raised when lock_timeout expires
+SLOW_BATCH_SECONDS = 0.25  # the report counts the batches slower than this
+log = logging.getLogger("migrationlab.operations")
 
 
 def _say(line: str) -> None:
-    # The migrate command prints "Applying app.000N..." without a newline first: start our own lines cleanly.
-    sys.stdout.write(f"\n    {line}")
-    sys.stdout.flush()
+    log.info(line)
+
+
+class _Lines(logging.Handler):
+    def __init__(self, write):
+        super().__init__(logging.INFO)
+        self.write = write
+
+    def emit(self, record):
+        self.write(record.getMessage())
+
+
+@contextmanager
+def output_to(write):
+    """While the block runs, every line the operations say goes to `write(line)` (migrate's stdout, say), and only
+    there (not also to the root logger's handlers)."""
+    handler, level, propagate = _Lines(write), log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+        log.propagate = propagate
 
 
 class BatchSizer:
@@ -73,6 +114,65 @@ class BatchSizer:
         return self.width
 
 
+@dataclass(frozen=True)
+class BatchReport:
+    """What one run of a batched operation did: kept on the operation (`operation.report`) after every run."""
+
+    table: str
+    verb: str  # "backfill" or "delete"
+    rows: int  # rows updated or deleted by this run
+    seconds: float  # the batches, from the first to the last (not the VACUUM)
+    batch_seconds: tuple[float, ...] = ()
+    batch_widths: tuple[int, ...] = ()  # ids each batch covered
+    target_batch_seconds: float | None = None  # the adaptive width's target, or None for a fixed width
+    synchronous_commit: bool = True
+    vacuum_seconds: float | None = None  # the closing VACUUM (ANALYZE), None if it did not run
+
+    @property
+    def batches(self) -> int:
+        return len(self.batch_seconds)
+
+    def _ordered(self) -> list[float]:
+        return sorted(self.batch_seconds) or [0.0]
+
+    @property
+    def median_seconds(self) -> float:
+        ordered = self._ordered()
+        return ordered[len(ordered) // 2]
+
+    @property
+    def p99_seconds(self) -> float:
+        ordered = self._ordered()
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+    @property
+    def slowest_seconds(self) -> float:
+        return self._ordered()[-1]
+
+    @property
+    def slow_batches(self) -> int:
+        return sum(1 for seconds in self.batch_seconds if seconds > SLOW_BATCH_SECONDS)
+
+    def as_dict(self) -> dict:
+        """The fields and the derived numbers, for JSON."""
+        derived = ("batches", "median_seconds", "p99_seconds", "slowest_seconds", "slow_batches")
+        return {**asdict(self), **{name: getattr(self, name) for name in derived}}
+
+    def summary(self) -> str:
+        """The one line the operation says when it is done."""
+        if not self.batches:
+            return f"{self.table}: nothing to {self.verb}"
+        adapted = ""
+        if self.target_batch_seconds is not None:
+            widths = self.batch_widths
+            adapted = (f"; batch width adapted to {self.target_batch_seconds * 1000:g} ms: first {widths[0]:,}, "
+                       f"median {int(statistics.median(widths)):,}, last {widths[-1]:,} ids")
+        return (f"{self.table}: {self.verb} done, {self.rows:,} rows in {self.seconds:.1f} s; "
+                f"{self.batches:,} batches: median {self.median_seconds * 1000:.0f} ms, "
+                f"p99 {self.p99_seconds * 1000:.0f} ms, slowest batch {self.slowest_seconds * 1000:.0f} ms, "
+                f"{self.slow_batches} over {SLOW_BATCH_SECONDS * 1000:.0f} ms{adapted}")
+
+
 class _KeysetBatches(NotInTransactionMixin, Operation):
     """What a batched backfill and a batched delete share: walk the primary key in ranges [lo, lo + width), one
     autocommit statement per range (one transaction each), over the rows matching `where`.
@@ -85,8 +185,15 @@ class _KeysetBatches(NotInTransactionMixin, Operation):
       between batches leaves room for other writers, for autovacuum and for replicas to catch up;
     - batch width: fixed (`batch_size`), or adapted after every batch to take about `target_batch_seconds`
       (see BatchSizer; `batch_size` is then the first batch's width);
-    - prints progress (rows, %, rate, estimated time left) and the batch times (median, p99, slowest);
-    - then VACUUMs the table (see _vacuum), unless vacuum=False.
+    - says its progress every `progress_seconds` (rows, %, rate, estimated time left) and, at the end, the
+      BatchReport's summary; the report itself is left on the operation (`.report`).
+
+    Two choices the migration states (the defaults, when it does not, in brackets):
+    - `synchronous_commit` (False): False runs the batches with `SET synchronous_commit = off`, for this session
+      only and reset afterwards: a commit does not wait for its WAL to reach the disk (shorter batches, less I/O
+      stall for everyone else). A crash can lose the last batches' commits, never corrupt them: each batch is
+      idempotent and the run resumable, so a lost batch is simply done again. True leaves the server's setting.
+    - `vacuum` (True): VACUUM (ANALYZE) the table once the batches are done (see _vacuum).
     """
 
     reversible = True
@@ -95,21 +202,23 @@ class _KeysetBatches(NotInTransactionMixin, Operation):
     verb = "backfill"
     done_word = "updated"
     follows_new_rows = True
-    defaults = {"batch_size": 10_000, "pause_seconds": 0.0, "vacuum": True, "target_batch_seconds": None,
-                "min_batch_size": 1_000, "max_batch_size": 100_000}
+    defaults = {"batch_size": 10_000, "pause_seconds": 0.0, "progress_seconds": 2.0, "synchronous_commit": False,
+                "vacuum": True, "target_batch_seconds": None, "min_batch_size": 1_000, "max_batch_size": 100_000}
 
     def __init__(self, model_name: str, where, batch_size: int = 10_000, pause_seconds: float = 0.0,
-                 progress_seconds: float = 2.0, vacuum: bool = True, target_batch_seconds: float | None = None,
-                 min_batch_size: int = 1_000, max_batch_size: int = 100_000):
+                 progress_seconds: float = 2.0, synchronous_commit: bool = False, vacuum: bool = True,
+                 target_batch_seconds: float | None = None, min_batch_size: int = 1_000, max_batch_size: int = 100_000):
         self.model_name = model_name
         self.where = where
         self.batch_size = batch_size
         self.pause_seconds = pause_seconds
         self.progress_seconds = progress_seconds
+        self.synchronous_commit = synchronous_commit
         self.vacuum = vacuum
         self.target_batch_seconds = target_batch_seconds
         self.min_batch_size = min_batch_size
         self.max_batch_size = max_batch_size
+        self.report: BatchReport | None = None  # the last run's, in this process
         BatchSizer(batch_size, target_batch_seconds, min_batch_size, max_batch_size)  # refuse bad sizes now
 
     def _non_default_kwargs(self) -> dict:
@@ -120,8 +229,11 @@ class _KeysetBatches(NotInTransactionMixin, Operation):
 
     def _size_text(self) -> str:
         if self.target_batch_seconds is None:
-            return f"committed batches of {self.batch_size:,} ids"
-        return f"committed batches of about {self.target_batch_seconds * 1000:g} ms each"
+            size = f"committed batches of {self.batch_size:,} ids"
+        else:
+            size = f"committed batches of about {self.target_batch_seconds * 1000:g} ms each"
+        sync = "" if self.synchronous_commit else ", synchronous_commit off"
+        return size + sync + (", then VACUUM (ANALYZE)" if self.vacuum else "")
 
     def _where(self, model) -> Q:
         """`where`, or what a callable `where` returns for the model: evaluated once per run."""
@@ -137,39 +249,45 @@ class _KeysetBatches(NotInTransactionMixin, Operation):
     def _check(self, todo, alias: str) -> None:
         """Refuse to run if the batches would not do what the operation promises."""
 
+    def _nothing(self, table: str) -> None:
+        self.report = BatchReport(table, self.verb, 0, 0.0, target_batch_seconds=self.target_batch_seconds,
+                                  synchronous_commit=self.synchronous_commit)
+        _say(self.report.summary())
+
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         model = to_state.apps.get_model(app_label, self.model_name)
         if schema_editor.collect_sql:
             schema_editor.collected_sql.append("-- (runs as committed batches at migrate time: no single SQL statement to show)")
             return
         self._ensure_not_in_transaction(schema_editor)  # it commits per batch: "set atomic = False"
+        self.report = None
         alias = schema_editor.connection.alias
         manager = model._default_manager.using(alias)
         where = self._where(model)
         if where is None:
-            _say(f"{model._meta.db_table}: nothing to {self.verb}")
-            return
+            return self._nothing(model._meta.db_table)
         todo = manager.filter(where)
         self._check(todo, alias)
         first = todo.order_by("pk").values_list("pk", flat=True).first()
         if first is None:
-            _say(f"{model._meta.db_table}: nothing to {self.verb}")
-            return
+            return self._nothing(model._meta.db_table)
         last = self._last(manager, todo)
-        with schema_editor.connection.cursor() as cursor:
-            # Idempotent and resumable: a batch lost to a crash is simply done again, so a commit need not wait
-            # for its WAL to reach the disk (shorter batches, less I/O stall for everyone else).
-            cursor.execute("SET synchronous_commit = off")
-        try:
-            self._walk(model, manager, todo, first, last, alias)
-        finally:
+        if not self.synchronous_commit:
             with schema_editor.connection.cursor() as cursor:
-                cursor.execute("RESET synchronous_commit")
+                cursor.execute("SET synchronous_commit = off")  # see the class docstring
+        try:
+            report = self._walk(model, manager, todo, first, last, alias)
+        finally:
+            if not self.synchronous_commit:
+                with schema_editor.connection.cursor() as cursor:
+                    cursor.execute("RESET synchronous_commit")
+        self.report = report
+        _say(report.summary())
         if self.vacuum:
-            self._vacuum(schema_editor, model._meta.db_table)
+            self.report = BatchReport(**{**asdict(report), "vacuum_seconds": self._vacuum(schema_editor, report.table)})
 
-    def _vacuum(self, schema_editor, table: str) -> None:
-        """Clear the old row versions the batches left (one per row done), now rather than later.
+    def _vacuum(self, schema_editor, table: str) -> float:
+        """Clear the old row versions the batches left (one per row done), now rather than later: its seconds.
 
         Left to autovacuum, they are vacuumed just when the next step's ALTER TABLE needs its lock: the ALTER then
         waits until autovacuum is cancelled (deadlock_timeout, 1 s), and all traffic queues behind the waiting
@@ -178,9 +296,11 @@ class _KeysetBatches(NotInTransactionMixin, Operation):
         started = time.monotonic()
         with schema_editor.connection.cursor() as cursor:
             cursor.execute(f"VACUUM (ANALYZE) {schema_editor.quote_name(table)}")
-        _say(f"{table}: VACUUM (ANALYZE) after the {self.verb}, {time.monotonic() - started:.1f} s")
+        seconds = time.monotonic() - started
+        _say(f"{table}: VACUUM (ANALYZE) after the {self.verb}, {seconds:.1f} s")
+        return seconds
 
-    def _walk(self, model, manager, todo, first, last, alias):
+    def _walk(self, model, manager, todo, first, last, alias) -> BatchReport:
         table = model._meta.db_table
         sizer = BatchSizer(self.batch_size, self.target_batch_seconds, self.min_batch_size, self.max_batch_size)
         started = reported = time.monotonic()
@@ -211,17 +331,8 @@ class _KeysetBatches(NotInTransactionMixin, Operation):
                 reported = now
             if self.pause_seconds:
                 time.sleep(self.pause_seconds)  # the throttle: time for everyone else between two batches
-        slow = sum(1 for seconds in batch_seconds if seconds > 0.25)
-        ordered = sorted(batch_seconds)
-        median = ordered[len(ordered) // 2]
-        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-        adapted = ""
-        if self.target_batch_seconds is not None:
-            adapted = (f"; batch width adapted to {self.target_batch_seconds * 1000:g} ms: first {widths[0]:,}, "
-                       f"median {int(statistics.median(widths)):,}, last {widths[-1]:,} ids")
-        _say(f"{table}: {self.verb} done, {done_rows:,} rows in {time.monotonic() - started:.1f} s; "
-             f"{len(ordered):,} batches: median {median * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
-             f"slowest batch {ordered[-1] * 1000:.0f} ms, {slow} over 250 ms{adapted}")
+        return BatchReport(table, self.verb, done_rows, time.monotonic() - started, tuple(batch_seconds),
+                           tuple(widths), self.target_batch_seconds, self.synchronous_commit)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         pass
@@ -238,11 +349,8 @@ class BackfillInBatches(_KeysetBatches):
     one, reversed, drops or empties the column anyway).
     """
 
-    def __init__(self, model_name: str, set: dict, where: Q, batch_size: int = 10_000, pause_seconds: float = 0.0,
-                 progress_seconds: float = 2.0, vacuum: bool = True, target_batch_seconds: float | None = None,
-                 min_batch_size: int = 1_000, max_batch_size: int = 100_000):
-        super().__init__(model_name, where, batch_size, pause_seconds, progress_seconds, vacuum,
-                         target_batch_seconds, min_batch_size, max_batch_size)
+    def __init__(self, model_name: str, set: dict, where: Q, **options):
+        super().__init__(model_name, where, **options)  # the keywords of _KeysetBatches
         self.set = set
 
     def deconstruct(self):
@@ -308,168 +416,18 @@ class LockNotGranted(CommandError):
     """A safe step ran out of lock-timeout retries. A CommandError: `migrate` prints its one line, no traceback."""
 
 
-class WithLockTimeout(Operation):
-    """Run operations under a short `lock_timeout`, retrying with capped backoff while the lock is not granted.
-
-    An ALTER TABLE that waits for its ACCESS EXCLUSIVE lock (behind a long report) blocks every query that comes
-    after it, for as long as it waits. With a 500 ms lock timeout no request queues behind it for longer than
-    that: it gives up, traffic flows again, and it tries again a little later (0.5 s, 1 s, 2 s, 4 s, then every
-    5 s, with jitter), for up to `retry_for_seconds` (3 minutes: it outlasts a 30 s report many times over).
-    Then it stops with one line naming the session that held the table.
-
-    Re-runnable: before each inner operation it asks the catalog whether that work is already done (see
-    migrationlab/resumable.py), so a migration that failed half-way does only the rest when run again.
-
-    The inner operations run in one transaction per attempt, all or nothing.
-
-    Operations that cannot run in a transaction (AddIndexConcurrently, RemoveIndexConcurrently) run one by one,
-    re-runnable as above, but without a lock_timeout: they take SHARE UPDATE EXCLUSIVE, which no read or write
-    conflicts with, so nothing of the application ever queues behind them; and a CREATE INDEX CONCURRENTLY waits
-    (a lock wait, to which lock_timeout applies) for every older transaction, so a timeout would throw away a
-    finished build, leave an INVALID index, and start over.
-    """
-
-    reduces_to_sql = True  # sqlmigrate shows what each attempt runs
-    atomic = False
-
-    def __init__(self, *operations: Operation, lock_timeout: str = "500ms", retry_for_seconds: float = 180.0,
-                 first_backoff_seconds: float = 0.5, max_backoff_seconds: float = 5.0):
-        self.operations = list(operations)
-        self.lock_timeout = lock_timeout
-        self.retry_for_seconds = retry_for_seconds
-        self.first_backoff_seconds = first_backoff_seconds
-        self.max_backoff_seconds = max_backoff_seconds
-
-    @property
-    def reversible(self):
-        return all(operation.reversible for operation in self.operations)
-
-    def deconstruct(self):
-        defaults = {"lock_timeout": "500ms", "retry_for_seconds": 180.0, "first_backoff_seconds": 0.5,
-                    "max_backoff_seconds": 5.0}
-        kwargs = {name: getattr(self, name) for name, default in defaults.items() if getattr(self, name) != default}
-        return type(self).__qualname__, self.operations, kwargs
-
-    def state_forwards(self, app_label, state):
-        for operation in self.operations:
-            operation.state_forwards(app_label, state)
-
-    def describe(self):
-        inner = "; ".join(operation.describe() for operation in self.operations)
-        if any(isinstance(operation, NotInTransactionMixin) for operation in _unpacked(self.operations)):
-            return f"{inner} (re-runnable; no lock_timeout: nothing queues behind SHARE UPDATE EXCLUSIVE)"
-        return f"{inner} (lock_timeout {self.lock_timeout}, retried for up to {self.retry_for_seconds:g} s)"
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        self._run(app_label, schema_editor, from_state, to_state, backwards=False)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        # Django calls database_backwards(from_state=state after this op, to_state=state before it).
-        self._run(app_label, schema_editor, to_state, from_state, backwards=True)
-
-    # -- the steps: every database operation with the states around it, SeparateDatabaseAndState unpacked --------
-
-    def _steps(self, app_label, from_state, to_state) -> list[tuple[Operation, object, object]]:
-        steps, state = [], from_state
-        for number, operation in enumerate(self.operations, start=1):
-            after = to_state
-            if number < len(self.operations):
-                after = state.clone()
-                operation.state_forwards(app_label, after)
-            steps.extend(_database_steps(app_label, operation, state, after))
-            state = after
-        return steps
-
-    def _run(self, app_label, schema_editor, from_state, to_state, backwards: bool) -> None:
-        steps = self._steps(app_label, from_state, to_state)
-        if backwards:
-            steps.reverse()
-
-        def apply(step) -> None:
-            operation, before, after = step
-            if not schema_editor.collect_sql:
-                done = already_done(operation, app_label, schema_editor, before, after, backwards)
-                if done:
-                    _say(f"already done: {done}")
-                    return
-            if backwards:
-                operation.database_backwards(app_label, schema_editor, after, before)
-            else:
-                operation.database_forwards(app_label, schema_editor, before, after)
-
-        concurrent = any(isinstance(operation, NotInTransactionMixin) for operation, _, _ in steps)
-        if schema_editor.collect_sql:
-            if not concurrent:
-                schema_editor.collected_sql.append(f"SET LOCAL lock_timeout = '{self.lock_timeout}';")
-            for step in steps:
-                apply(step)
-            return
-        if schema_editor.connection.in_atomic_block:
-            raise NotSupportedError(
-                f"{type(self).__name__} retries in transactions of its own: set atomic = False on the migration"
-            )
-        tables = _tables(app_label, steps)
-        if concurrent:
-            for step in steps:  # each concurrent build or drop on its own, each retried on its own
-                self._retry(schema_editor, tables, lambda step=step: apply(step), in_transaction=False)
+def _unpacked(operations) -> list[Operation]:
+    """The operations, with the database operations of a SeparateDatabaseAndState, and the operations a SkipIfDone
+    wraps, in their place."""
+    unpacked = []
+    for operation in operations:
+        if isinstance(operation, migrations.SeparateDatabaseAndState):
+            unpacked.extend(_unpacked(operation.database_operations))
+        elif isinstance(operation, SkipIfDone):
+            unpacked.extend(_unpacked(operation.operations))
         else:
-            self._retry(schema_editor, tables, lambda: [apply(step) for step in steps], in_transaction=True)
-
-    # -- attempts ---------------------------------------------------------------------------------------------
-
-    def _retry(self, schema_editor, tables: list[str], body, in_transaction: bool) -> None:
-        connection = schema_editor.connection
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            deferred = len(schema_editor.deferred_sql)
-            try:
-                if in_transaction:
-                    with transaction.atomic(using=connection.alias):
-                        with connection.cursor() as cursor:
-                            cursor.execute("SET LOCAL lock_timeout = %s", [self.lock_timeout])
-                        body()
-                        # Deferred statements (index or FK creation) belong to this attempt, under the same timeout.
-                        while len(schema_editor.deferred_sql) > deferred:
-                            schema_editor.execute(schema_editor.deferred_sql.pop(deferred))
-                else:
-                    body()  # no lock_timeout: see the class docstring
-                return
-            except OperationalError as failure:
-                del schema_editor.deferred_sql[deferred:]  # rolled back with the attempt
-                if getattr(failure.__cause__, "pgcode", None) != LOCK_NOT_AVAILABLE:
-                    raise
-                wait = min(self.max_backoff_seconds, self.first_backoff_seconds * 2 ** (attempt - 1))
-                wait *= random.uniform(0.8, 1.2)
-                elapsed = time.monotonic() - started
-                if elapsed + wait > self.retry_for_seconds:
-                    raise LockNotGranted(self._give_up_line(connection, tables, attempt, elapsed)) from failure
-                _say(f"{', '.join(tables) or 'table'}: lock not granted within {self.lock_timeout} (attempt {attempt}, "
-                     f"{elapsed:.0f} s so far); traffic goes on; retrying in {wait:.1f} s")
-                time.sleep(wait)
-
-    def _give_up_line(self, connection, tables: list[str], attempts: int, elapsed: float) -> str:
-        """One line: which table, and which session held it (pid, application_name, for how long, doing what)."""
-        gave_up = (f"gave up after {attempts} attempts in {elapsed:.0f} s, each waiting at most {self.lock_timeout} "
-                   f"for a lock on {', '.join(tables) or 'the table'}")
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT l.relation::regclass::text, a.pid, a.application_name, a.state, "
-                "       extract(epoch FROM now() - COALESCE(a.xact_start, a.query_start))::int, l.mode, "
-                "       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80) "
-                "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                "WHERE l.granted AND l.locktype = 'relation' AND l.pid <> pg_backend_pid() "
-                "  AND l.relation IN (SELECT to_regclass(quote_ident(t)) FROM unnest(%s::text[]) AS t) "
-                "ORDER BY a.xact_start NULLS LAST LIMIT 1",
-                [tables],
-            )
-            holder = cursor.fetchone()
-        if holder is None:
-            return f"{gave_up}; nobody holds it now: run the migration again"
-        table, pid, application, state, seconds, mode, query = holder
-        return (f"{gave_up}; {table} is held by pid {pid} (application_name '{application or ''}', {state} "
-                f"for {seconds} s, {mode}: {query}); end that session or run the migration again later")
+            unpacked.append(operation)
+    return unpacked
 
 
 def _database_steps(app_label, operation: Operation, before, after) -> list[tuple[Operation, object, object]]:
@@ -486,30 +444,239 @@ def _database_steps(app_label, operation: Operation, before, after) -> list[tupl
     return steps
 
 
-def _unpacked(operations) -> list[Operation]:
-    """The operations, with the database operations of a SeparateDatabaseAndState in its place."""
-    unpacked = []
-    for operation in operations:
-        if isinstance(operation, migrations.SeparateDatabaseAndState):
-            unpacked.extend(_unpacked(operation.database_operations))
+class _Wrapper(Operation):
+    """What WithLockTimeout and SkipIfDone share: operations run as one, with the project states around each."""
+
+    reduces_to_sql = True  # sqlmigrate shows what each runs
+    defaults: dict = {}
+
+    def __init__(self, *operations: Operation):
+        self.operations = list(operations)
+
+    @property
+    def reversible(self):
+        return all(operation.reversible for operation in self.operations)
+
+    def deconstruct(self):
+        kwargs = {name: getattr(self, name) for name, default in self.defaults.items() if getattr(self, name) != default}
+        return type(self).__qualname__, self.operations, kwargs
+
+    def state_forwards(self, app_label, state):
+        for operation in self.operations:
+            operation.state_forwards(app_label, state)
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        self._run(app_label, schema_editor, self._steps(app_label, from_state, to_state), backwards=False)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        # Django calls database_backwards(from_state=state after this op, to_state=state before it).
+        self._run(app_label, schema_editor, self._steps(app_label, to_state, from_state)[::-1], backwards=True)
+
+    def _steps(self, app_label, from_state, to_state) -> list[tuple[Operation, object, object]]:
+        """Every database operation with the states around it (forward order), SeparateDatabaseAndState unpacked."""
+        steps, state = [], from_state
+        for number, operation in enumerate(self.operations, start=1):
+            after = to_state
+            if number < len(self.operations):
+                after = state.clone()
+                operation.state_forwards(app_label, after)
+            steps.extend(_database_steps(app_label, operation, state, after))
+            state = after
+        return steps
+
+    @staticmethod
+    def _apply(app_label, schema_editor, step, backwards: bool) -> None:
+        operation, before, after = step
+        if backwards:
+            operation.database_backwards(app_label, schema_editor, after, before)
         else:
-            unpacked.append(operation)
-    return unpacked
+            operation.database_forwards(app_label, schema_editor, before, after)
+
+    def _run(self, app_label, schema_editor, steps, backwards: bool) -> None:
+        raise NotImplementedError
+
+
+class SkipIfDone(_Wrapper):
+    """Run each operation unless the catalog shows it already done: a re-run after a kill does only the rest.
+
+    What "done" means for each kind of operation is in migrationlab/resumable.py (a constraint that exists, an index
+    that exists and is valid, a column that exists, ...). An operation whose being done the catalog cannot show
+    (AlterField, RunSQL other than one ADD CONSTRAINT, a trigger, ...) is refused when the migration is loaded: leave
+    it outside SkipIfDone and write it so that running it twice is harmless.
+
+    No transaction and no lock_timeout of its own: inside WithLockTimeout it checks and runs within each attempt's
+    transaction; alone (AddIndexConcurrently, RemoveIndexConcurrently) each operation runs as it would unwrapped.
+
+    Repairs, each off unless the migration states it (otherwise, finding that state stops the migration with one
+    line that names the flag):
+    - `drop_invalid_index=True`: an INVALID index (an interrupted CREATE INDEX CONCURRENTLY) where an AddIndex
+      builds one is dropped (concurrently, outside a transaction) and built again;
+    - `validate_not_valid_constraint=True`: a constraint left NOT VALID where a validating AddConstraint adds it is
+      validated (VALIDATE CONSTRAINT) instead of added.
+    """
+
+    defaults = {"drop_invalid_index": False, "validate_not_valid_constraint": False}
+
+    def __init__(self, *operations: Operation, drop_invalid_index: bool = False,
+                 validate_not_valid_constraint: bool = False):
+        super().__init__(*operations)
+        self.drop_invalid_index = drop_invalid_index
+        self.validate_not_valid_constraint = validate_not_valid_constraint
+        unchecked = [why for why in map(cannot_check, _unpacked(self.operations)) if why]
+        if unchecked:
+            raise ValueError(f"SkipIfDone cannot tell whether it is done: {unchecked[0]}; run it outside SkipIfDone "
+                             f"(harmless to run twice)")
+        database_operations = _unpacked(self.operations)
+        if drop_invalid_index and not any(isinstance(op, migrations.AddIndex) for op in database_operations):
+            raise ValueError("SkipIfDone(drop_invalid_index=True) has no AddIndex whose INVALID index it could drop")
+        if validate_not_valid_constraint and not any(isinstance(op, migrations.AddConstraint)
+                                                     for op in database_operations):
+            raise ValueError("SkipIfDone(validate_not_valid_constraint=True) has no AddConstraint to validate")
+
+    def describe(self):
+        inner = "; ".join(operation.describe() for operation in self.operations)
+        repairs = [text for flag, text in ((self.drop_invalid_index, "an INVALID index dropped and built again"),
+                                           (self.validate_not_valid_constraint, "a NOT VALID constraint validated"))
+                   if flag]
+        return f"{inner} (skipped if already done{''.join('; ' + text for text in repairs)})"
+
+    def _run(self, app_label, schema_editor, steps, backwards: bool) -> None:
+        for step in steps:
+            operation, before, after = step
+            if not schema_editor.collect_sql:
+                done = already_done(operation, app_label, schema_editor, before, after, backwards,
+                                    drop_invalid_index=self.drop_invalid_index,
+                                    validate_not_valid_constraint=self.validate_not_valid_constraint)
+                if done:
+                    _say(f"already done: {done}")
+                    continue
+            self._apply(app_label, schema_editor, step, backwards)
+
+
+class WithLockTimeout(_Wrapper):
+    """Run operations under a short `lock_timeout`, retrying with capped backoff while the lock is not granted.
+
+    An ALTER TABLE that waits for its ACCESS EXCLUSIVE lock (behind a long report) blocks every query that comes
+    after it, for as long as it waits. With a 500 ms lock timeout no request queues behind it for longer than
+    that: it gives up, traffic flows again, and it tries again a little later (0.5 s, 1 s, 2 s, 4 s, then every
+    5 s, with jitter), for up to `retry_for_seconds` (3 minutes: it outlasts a 30 s report many times over).
+    Then it stops with one line naming the session that held the table.
+
+    The inner operations run in one transaction per attempt, all or nothing. That is all it does: it skips nothing
+    (wrap what a re-run must skip in SkipIfDone), and it refuses, when the migration is loaded, an operation that
+    cannot run in a transaction (AddIndexConcurrently, RemoveIndexConcurrently, DetachPartitionConcurrently, a
+    batched operation): it could not set a lock_timeout for it, and will not run it without one. (Those take SHARE
+    UPDATE EXCLUSIVE, which no read or write conflicts with, so nothing queues behind them; and a CREATE INDEX
+    CONCURRENTLY waits, a lock wait, for every older transaction, so a timeout would throw away a finished build.)
+    """
+
+    atomic = False
+    defaults = {"lock_timeout": "500ms", "retry_for_seconds": 180.0, "first_backoff_seconds": 0.5,
+                "max_backoff_seconds": 5.0}
+
+    def __init__(self, *operations: Operation, lock_timeout: str = "500ms", retry_for_seconds: float = 180.0,
+                 first_backoff_seconds: float = 0.5, max_backoff_seconds: float = 5.0):
+        super().__init__(*operations)
+        self.lock_timeout = lock_timeout
+        self.retry_for_seconds = retry_for_seconds
+        self.first_backoff_seconds = first_backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        concurrent = [op for op in _unpacked(self.operations) if isinstance(op, NotInTransactionMixin)]
+        if concurrent:
+            raise ValueError(
+                f"WithLockTimeout cannot run {type(concurrent[0]).__name__}: it cannot run in a transaction, so no "
+                f"lock_timeout can be set for it; use it without WithLockTimeout (SkipIfDone makes it re-runnable)")
+
+    def describe(self):
+        inner = "; ".join(operation.describe() for operation in self.operations)
+        return f"{inner} (lock_timeout {self.lock_timeout}, retried for up to {self.retry_for_seconds:g} s)"
+
+    def _run(self, app_label, schema_editor, steps, backwards: bool) -> None:
+        def body():
+            for step in steps:
+                self._apply(app_label, schema_editor, step, backwards)
+
+        if schema_editor.collect_sql:
+            schema_editor.collected_sql.append(f"SET LOCAL lock_timeout = '{self.lock_timeout}';")
+            return body()
+        if schema_editor.connection.in_atomic_block:
+            raise NotSupportedError(
+                f"{type(self).__name__} retries in transactions of its own: set atomic = False on the migration"
+            )
+        retry_under_lock_timeout(schema_editor, _tables(app_label, steps), body, self.lock_timeout,
+                                 self.retry_for_seconds, self.first_backoff_seconds, self.max_backoff_seconds)
+
+
+def retry_under_lock_timeout(schema_editor, tables: list[str], body, lock_timeout: str, retry_for_seconds: float,
+                             first_backoff_seconds: float = 0.5, max_backoff_seconds: float = 5.0) -> None:
+    """Run `body()` in a transaction under SET LOCAL lock_timeout, again after a capped, jittered backoff while the
+    lock is not granted, for up to `retry_for_seconds`; then raise LockNotGranted naming who holds `tables`."""
+    connection = schema_editor.connection
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        deferred = len(schema_editor.deferred_sql)
+        try:
+            with transaction.atomic(using=connection.alias):
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL lock_timeout = %s", [lock_timeout])
+                body()
+                # Deferred statements (index or FK creation) belong to this attempt, under the same timeout.
+                while len(schema_editor.deferred_sql) > deferred:
+                    schema_editor.execute(schema_editor.deferred_sql.pop(deferred))
+            return
+        except OperationalError as failure:
+            del schema_editor.deferred_sql[deferred:]  # rolled back with the attempt
+            if getattr(failure.__cause__, "pgcode", None) != LOCK_NOT_AVAILABLE:
+                raise
+            wait = min(max_backoff_seconds, first_backoff_seconds * 2 ** (attempt - 1))
+            wait *= random.uniform(0.8, 1.2)
+            elapsed = time.monotonic() - started
+            if elapsed + wait > retry_for_seconds:
+                raise LockNotGranted(_give_up_line(connection, tables, lock_timeout, attempt, elapsed)) from failure
+            _say(f"{', '.join(tables) or 'table'}: lock not granted within {lock_timeout} (attempt {attempt}, "
+                 f"{elapsed:.0f} s so far); traffic goes on; retrying in {wait:.1f} s")
+            time.sleep(wait)
+
+
+def _give_up_line(connection, tables: list[str], lock_timeout: str, attempts: int, elapsed: float) -> str:
+    """One line: which table, and which session held it (pid, application_name, for how long, doing what)."""
+    gave_up = (f"gave up after {attempts} attempts in {elapsed:.0f} s, each waiting at most {lock_timeout} "
+               f"for a lock on {', '.join(tables) or 'the table'}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT l.relation::regclass::text, a.pid, a.application_name, a.state, "
+            "       extract(epoch FROM now() - COALESCE(a.xact_start, a.query_start))::int, l.mode, "
+            "       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80) "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.granted AND l.locktype = 'relation' AND l.pid <> pg_backend_pid() "
+            "  AND l.relation IN (SELECT to_regclass(quote_ident(t)) FROM unnest(%s::text[]) AS t) "
+            "ORDER BY a.xact_start NULLS LAST LIMIT 1",
+            [tables],
+        )
+        holder = cursor.fetchone()
+    if holder is None:
+        return f"{gave_up}; nobody holds it now: run the migration again"
+    table, pid, application, state, seconds, mode, query = holder
+    return (f"{gave_up}; {table} is held by pid {pid} (application_name '{application or ''}', {state} "
+            f"for {seconds} s, {mode}: {query}); end that session or run the migration again later")
 
 
 def _tables(app_label, steps) -> list[str]:
     """The tables the steps name (for the give-up line); RunSQL names none, its neighbours usually do."""
     tables = []
-    for operation, before, after in steps:
-        model_name = getattr(operation, "model_name", None)
-        for state in (before, after):
-            try:
-                table = state.apps.get_model(app_label, model_name)._meta.db_table
-            except (LookupError, TypeError, ValueError):
-                continue
-            if table not in tables:
-                tables.append(table)
-            break
+    for step, before, after in steps:
+        for operation in _unpacked([step]):
+            model_name = getattr(operation, "model_name", None)
+            for state in (before, after):
+                try:
+                    table = state.apps.get_model(app_label, model_name)._meta.db_table
+                except (LookupError, TypeError, ValueError):
+                    continue
+                if table not in tables:
+                    tables.append(table)
+                break
     return tables
 
 
@@ -527,9 +694,10 @@ class DetachPartitionConcurrently(NotInTransactionMixin, Operation):
     Then the DROP removes the partition's files: no rows are deleted one by one, no dead rows are left behind, and
     no VACUUM is needed. It takes the same few milliseconds for ten rows or ten million.
 
-    Re-runnable: it first asks pg_inherits. Still attached: DETACH ... CONCURRENTLY. Left "detach pending" by a
-    run that was interrupted while waiting: DETACH ... FINALIZE completes it. Already detached: nothing. Then
-    DROP TABLE IF EXISTS, under a short lock_timeout (inside WithLockTimeout, a timeout is retried).
+    Re-runnable by itself: it first asks pg_inherits. Still attached: DETACH ... CONCURRENTLY. Left "detach
+    pending" by a run that was interrupted while waiting: DETACH ... FINALIZE completes it. Already detached:
+    nothing. Then DROP TABLE IF EXISTS, under `lock_timeout` (500 ms) retried for up to `retry_for_seconds` (180 s),
+    as WithLockTimeout retries (which cannot wrap this operation: the DETACH cannot run in a transaction).
 
     Reversing is a no-op: the partition's rows are gone.
     """
@@ -537,16 +705,18 @@ class DetachPartitionConcurrently(NotInTransactionMixin, Operation):
     reversible = True
     reduces_to_sql = True
     atomic = False
+    defaults = {"lock_timeout": "500ms", "retry_for_seconds": 180.0}
 
-    def __init__(self, model_name: str, partition: str, lock_timeout: str = "500ms"):
+    def __init__(self, model_name: str, partition: str, lock_timeout: str = "500ms", retry_for_seconds: float = 180.0):
         self.model_name = model_name
         self.partition = partition
         self.lock_timeout = lock_timeout
+        self.retry_for_seconds = retry_for_seconds
 
     def deconstruct(self):
         kwargs = {"model_name": self.model_name, "partition": self.partition}
-        if self.lock_timeout != "500ms":
-            kwargs["lock_timeout"] = self.lock_timeout
+        kwargs.update({name: getattr(self, name) for name, default in self.defaults.items()
+                       if getattr(self, name) != default})
         return type(self).__qualname__, [], kwargs
 
     def state_forwards(self, app_label, state):
@@ -554,7 +724,7 @@ class DetachPartitionConcurrently(NotInTransactionMixin, Operation):
 
     def describe(self):
         return (f"Detach partition {self.partition} of {self.model_name} concurrently, then drop it "
-                f"(the DROP under a {self.lock_timeout} lock_timeout)")
+                f"(the DROP under a {self.lock_timeout} lock_timeout, retried for up to {self.retry_for_seconds:g} s)")
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         table = from_state.apps.get_model(app_label, self.model_name)._meta.db_table
@@ -580,10 +750,9 @@ class DetachPartitionConcurrently(NotInTransactionMixin, Operation):
             schema_editor.execute(f"ALTER TABLE {quote(table)} DETACH PARTITION {quote(self.partition)} {how}")
             _say(f"{table}: detached {self.partition} ({how}), {time.monotonic() - started:.2f} s")
         started = time.monotonic()
-        with transaction.atomic(using=connection.alias):
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL lock_timeout = %s", [self.lock_timeout])
-            schema_editor.execute(f"DROP TABLE IF EXISTS {quote(self.partition)}")
+        retry_under_lock_timeout(schema_editor, [self.partition],
+                                 lambda: schema_editor.execute(f"DROP TABLE IF EXISTS {quote(self.partition)}"),
+                                 self.lock_timeout, self.retry_for_seconds)
         _say(f"{table}: dropped {self.partition}, {time.monotonic() - started:.2f} s")
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):

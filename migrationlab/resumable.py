@@ -2,23 +2,27 @@
 
 A non-atomic migration commits operation by operation. Killed half-way (or out of lock-timeout retries on its
 second table), it has done part of its work, and Django still records it as not applied. Run again, Django's
-operations would stop on "constraint ... already exists" or "... does not exist". `WithLockTimeout` asks
-`already_done()` before each operation and skips what the catalog shows is done, so the re-run does only the rest.
+operations would stop on "constraint ... already exists" or "... does not exist". `SkipIfDone` (operations.py) asks
+`already_done()` before each operation and skips what the catalog shows is done, so the re-run does only the rest;
+it refuses, when the migration is loaded, an operation `cannot_check()` names.
 
 Checked (forwards; backwards is the mirror image):
-    AddConstraint, AddConstraintNotValid   the constraint exists on the table
+    AddConstraint, AddConstraintNotValid   the constraint exists on the table (for a validating AddConstraint,
+                                           one left NOT VALID stops the run, unless the migration states the
+                                           repair, validate_not_valid_constraint=True: validated)
     RemoveConstraint                       it does not
     ValidateConstraint                     it is validated (pg_constraint.convalidated)
     AddIndex, AddIndexConcurrently         the index exists and is valid; an INVALID one (left by an interrupted
-                                           CREATE INDEX CONCURRENTLY) is dropped first, then built again
+                                           CREATE INDEX CONCURRENTLY) stops the run, unless the migration states
+                                           the repair (drop_invalid_index=True): dropped, then built again
     RemoveIndex, RemoveIndexConcurrently   it does not exist
     AddField / RemoveField                 the column exists / does not
     RenameField                            a column has the new name, and none has the old one with the field's
                                            type (in a swap of two columns the old name comes back, on the other)
     RunSQL of one ALTER TABLE t ADD        the constraint exists on the table (a FOREIGN KEY ... NOT VALID, which
       CONSTRAINT c ... statement           Django has no operation for); its reverse is yours: DROP ... IF EXISTS
-Anything else (AlterField, RunSQL, ...) always runs: write it so that running it twice is harmless, as
-SET DEFAULT, SET NOT NULL and DROP NOT NULL are.
+Anything else (AlterField, RunSQL, ...) cannot be checked: leave it outside SkipIfDone and write it so that
+running it twice is harmless, as SET DEFAULT, SET NOT NULL and DROP NOT NULL are.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import re
 
 from django.contrib.postgres.operations import AddConstraintNotValid, ValidateConstraint
+from django.core.management.base import CommandError
 from django.db import migrations
 from django.db.migrations.operations.base import Operation
 
@@ -87,11 +92,29 @@ def _adds(operation: Operation, backwards: bool, adding: type, removing: type) -
     return None
 
 
-def already_done(operation: Operation, app_label: str, schema_editor, before, after, backwards: bool) -> str | None:
+CHECKED = (ValidateConstraint, migrations.AddConstraint, migrations.RemoveConstraint, migrations.AddIndex,
+           migrations.RemoveIndex, migrations.AddField, migrations.RemoveField, migrations.RenameField)
+
+
+def cannot_check(operation: Operation) -> str | None:
+    """Why already_done() cannot tell whether this (database) operation is done, or None if it can."""
+    if isinstance(operation, CHECKED):
+        return None
+    if isinstance(operation, migrations.RunSQL):
+        statement = operation.sql.strip().rstrip(";") if isinstance(operation.sql, str) else ""
+        if ADDS_A_CONSTRAINT.match(statement) and ";" not in statement:
+            return None
+        return "a RunSQL other than one ALTER TABLE ... ADD CONSTRAINT statement"
+    return f"{type(operation).__name__} leaves nothing in the catalog it could look for"
+
+
+def already_done(operation: Operation, app_label: str, schema_editor, before, after, backwards: bool,
+                 drop_invalid_index: bool = False, validate_not_valid_constraint: bool = False) -> str | None:
     """Why this operation has nothing left to do in this direction (one line), or None if it must run.
 
-    `before`/`after` are the project states around the operation, in forward order. May drop an INVALID index
-    (then returns None: the index is built anew).
+    `before`/`after` are the project states around the operation, in forward order. The repairs, each only if its
+    flag says so (else a CommandError naming the flag): `drop_invalid_index` drops an INVALID index (then returns
+    None: the index is built anew); `validate_not_valid_constraint` validates a constraint left NOT VALID.
     """
     with schema_editor.connection.cursor() as cursor:
         if isinstance(operation, ValidateConstraint):
@@ -108,6 +131,9 @@ def already_done(operation: Operation, app_label: str, schema_editor, before, af
             table = _table(app_label, before, operation.model_name)
             present = constraint_state(cursor, table, name)
             if adds and present == "not valid" and not isinstance(operation, AddConstraintNotValid):
+                if not validate_not_valid_constraint:
+                    raise CommandError(f"{name} exists NOT VALID on {table} (left by an earlier run?): validate it, "
+                                       f"or state the repair, SkipIfDone(..., validate_not_valid_constraint=True)")
                 _validate(schema_editor, table, name)
                 return f"{name} was left NOT VALID on {table} by an earlier run: validated it"
             if adds and present != "absent":
@@ -124,7 +150,10 @@ def already_done(operation: Operation, app_label: str, schema_editor, before, af
             if adds and present == "valid":
                 return f"index {name} already exists on {table} and is valid"
             if adds and present == "invalid":
-                drop_invalid_index(schema_editor, name)
+                if not drop_invalid_index:
+                    raise CommandError(f"index {name} on {table} is INVALID (an interrupted CREATE INDEX CONCURRENTLY): "
+                                       f"drop it, or state the repair, SkipIfDone(..., drop_invalid_index=True)")
+                _drop_invalid_index(schema_editor, name)
                 return None
             if not adds and present == "absent":
                 return f"index {name} is already gone from {table}"
@@ -152,11 +181,9 @@ def already_done(operation: Operation, app_label: str, schema_editor, before, af
 
 def _constraint_added_by_sql(operation: migrations.RunSQL, cursor) -> str | None:
     """A RunSQL that is one `ALTER TABLE t ADD CONSTRAINT c ...` statement is done when c exists on t."""
-    statement = operation.sql.strip().rstrip(";") if isinstance(operation.sql, str) else ""
-    match = ADDS_A_CONSTRAINT.match(statement)
-    if match is None or ";" in statement:
+    if cannot_check(operation):
         return None
-    table, name = match.groups()
+    table, name = ADDS_A_CONSTRAINT.match(operation.sql.strip()).groups()
     if constraint_state(cursor, table, name) == "absent":
         return None
     return f"{name} already exists on {table}"
@@ -185,7 +212,7 @@ def _validate(schema_editor, table: str, name: str) -> None:
     )
 
 
-def drop_invalid_index(schema_editor, name: str) -> None:
+def _drop_invalid_index(schema_editor, name: str) -> None:
     """An INVALID index is useless to reads, yet every write still maintains it: drop it before building again.
 
     Concurrently when we may (outside a transaction), so that dropping it blocks no one.

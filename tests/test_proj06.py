@@ -21,7 +21,7 @@ import pytest
 from migrationlab.operations import BatchSizer
 from migrationlab.scenarios import get_project
 from tests.conftest import ROWS, manage, query
-from tests.test_resumable import MIGRATOR, kill_migration, start_migration
+from tests.test_resumable import MIGRATOR, kill_migration, migrate_reporting, start_migration
 
 NAME = "proj06_large_backfills"
 BACKFILL = "0004_fill_email_local_part_in_batches"
@@ -90,8 +90,9 @@ def test_backfill_killed_at_a_random_batch_finishes_every_row_once(seeded):
     assert 0 < done < ROWS, "the kill must leave the backfill half-done"
     assert done <= below, "nothing past the locked row can have been committed"
 
-    again = manage(NAME, database, "migrate", "demoapp", BACKFILL)
-    assert f"large_user: backfill done, {ROWS - done:,} rows" in again.stdout  # it resumed: only the rest
+    again, reports = migrate_reporting(NAME, database, BACKFILL)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert reports["large_user"]["rows"] == ROWS - done  # it resumed: only the rest
     assert query(database, "SELECT count(*) FROM large_user WHERE email_local_part IS DISTINCT FROM "
                            "split_part(email, '@', 1)") == [(0,)]
     # Every row updated by exactly one committed UPDATE: none missed, none done twice.

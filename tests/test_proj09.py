@@ -12,6 +12,7 @@ import pytest
 
 from migrationlab.scenarios import get_project
 from tests.conftest import ROWS, manage, query
+from tests.test_resumable import migrate_reporting
 
 NAME = "proj09_alter_defaults"
 VOLATILE_ADD_COLUMN = "0005_add_public_id_random_db_default"
@@ -113,7 +114,8 @@ def test_backfill_resumes_and_never_overwrites_a_value(seeded):
     query(database, "UPDATE large_order SET external_id = gen_random_uuid() WHERE id <= 20000")
     done_before = "SELECT md5(string_agg(external_id::text, ',' ORDER BY id)) FROM large_order WHERE id <= 20000"
     kept = query(database, done_before)
-    done = manage(NAME, database, "migrate", "demoapp", BACKFILL)
-    assert f"large_order: backfill done, {ROWS - 20000:,} rows" in done.stdout  # only the rows still NULL
+    done, reports = migrate_reporting(NAME, database, BACKFILL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert reports["large_order"]["rows"] == ROWS - 20000  # only the rows still NULL
     assert query(database, done_before) == kept
     assert query(database, "SELECT count(external_id), count(DISTINCT external_id) FROM large_order") == [(ROWS, ROWS)]

@@ -6,6 +6,7 @@ import pytest
 
 from migrationlab.scenarios import all_projects, get_project
 from tests.conftest import ROWS, manage, query
+from tests.test_resumable import migrate_reporting
 
 PROJECTS = [p.name for p in all_projects()]
 
@@ -77,14 +78,26 @@ def test_backfill_resumes_where_it_stopped_and_is_idempotent(seeded):
     # An interrupted run: the first 30,000 rows were committed, the rest not.
     query(database, "UPDATE large_user SET status = 'active' WHERE id <= 30000")
     query(database, "UPDATE large_user SET status = 'kept' WHERE id = 10")  # filled before: never overwritten
-    done = manage(name, database, "migrate", "demoapp", "0004_backfill_status_batched")
-    assert f"backfill done, {ROWS - 30000:,} rows" in done.stdout  # only the rows still NULL, from id 30,001 on
+    done, reports = migrate_reporting(name, database, "0004_backfill_status_batched")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert reports["large_user"]["rows"] == ROWS - 30000  # only the rows still NULL, from id 30,001 on
+    # What the operation says goes through migrate's stdout (its summary is the report's), and only there.
+    assert f"\n    large_user: backfill done, {ROWS - 30000:,} rows in" in done.stdout
+    assert "backfill" not in done.stderr
     assert query(database, "SELECT count(*) FROM large_user WHERE status IS NULL") == [(0,)]
     assert query(database, "SELECT status FROM large_user WHERE id = 10") == [("kept",)]
     # rows written during the backfill get the default for new rows
     assert query(database, "INSERT INTO large_user (name, email) VALUES ('n', 'n@example.com') RETURNING status") == [
         ("active",)
     ]
+
+
+def test_migrate_at_verbosity_0_says_nothing_of_the_batches(seeded):
+    name = "proj01_safe_backfill"
+    database = seeded(name, ROWS)
+    quiet = manage(name, database, "migrate", "demoapp", "0004_backfill_status_batched", "--verbosity", "0")
+    assert quiet.stdout == "" and "large_user" not in quiet.stderr
+    assert query(database, "SELECT count(*) FROM large_user WHERE status IS NULL") == [(0,)]
 
 
 def test_backfill_refuses_to_run_inside_an_atomic_migration(database):

@@ -9,6 +9,8 @@ what an uninterrupted run gives, and so must every row.
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import re
 import signal
@@ -34,6 +36,47 @@ def non_atomic_steps():
             if re.search(r"^\s*atomic\s*=\s*False\b", source, re.M):
                 before = project.steps[index - 1].migration if index else project.start
                 yield pytest.param(project.name, before, step.migration, id=f"{project.name}:{step.migration}")
+
+
+def first_table_named(project, migration: str) -> str | None:
+    """Which of the project's two tables the migration's code names first ('large' or 'small'), by model or table
+    name, in the order of the source (docstrings aside); None if it names neither."""
+    tree = ast.parse((project.folder / "demoapp" / "migrations" / f"{migration}.py").read_text())
+    names = {project.large_model.lower(): "large", project.large_table: "large",
+             project.small_model.lower(): "small", project.small_table: "small"}
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    strings = sorted((node.lineno, node.col_offset, node.value) for node in ast.walk(tree)
+                     if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings)
+    return next((names[value.lower()] for _, _, value in strings if value.lower() in names), None)
+
+
+@pytest.mark.parametrize("name, before, migration", list(non_atomic_steps()))
+def test_a_non_atomic_migration_works_on_the_large_table_first(name, before, migration):
+    """CLAUDE.md's rule, which the kill below relies on: with the small table held, the migration does its large
+    table's part, commits it, and waits for the small table; the other way round it would wait before doing anything."""
+    assert first_table_named(get_project(name), migration) == "large", (
+        f"{migration}: a non-atomic migration lists the large model first, then the small one (CLAUDE.md)")
+
+
+MIGRATE_REPORTING = """
+import json
+from importlib import import_module
+from django.core.management import call_command
+call_command("migrate", "demoapp", {migration!r})
+operations = import_module("demoapp.migrations." + {migration!r}).Migration.operations
+print("\\nREPORTS " + json.dumps([op.report.as_dict() for op in operations if getattr(op, "report", None)]))
+"""
+
+
+def migrate_reporting(name: str, database: str, migration: str) -> tuple[subprocess.CompletedProcess, dict[str, dict]]:
+    """`migrate demoapp MIGRATION` (through `manage.py shell`, the command's output as migrate writes it), and the
+    BatchReport (as_dict) each batched operation of the migration left, by table: {} if it failed."""
+    done = manage(name, database, "shell", "-c", MIGRATE_REPORTING.format(migration=migration), check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("REPORTS ")]
+    reports = json.loads(lines[-1].removeprefix("REPORTS ")) if lines else []
+    return done, {report["table"]: report for report in reports}
 
 
 def row_digest(database_url: str, table: str) -> tuple:

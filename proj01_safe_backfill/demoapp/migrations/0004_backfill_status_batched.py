@@ -20,6 +20,13 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        BackfillInBatches(model_name, set={"status": Value("active")}, where=Q(status__isnull=True), batch_size=10_000)
+        BackfillInBatches(
+            model_name,
+            set={"status": Value("active")},
+            where=Q(status__isnull=True),
+            batch_size=10_000,
+            synchronous_commit=False,  # a batch's commit does not wait for its WAL to reach the disk (the default)
+            vacuum=True,  # then VACUUM (ANALYZE) the table: its dead row versions cleared now (the default)
+        )
         for model_name in ("largeuser", "smalluser")
     ]

@@ -3,7 +3,7 @@
 from django.contrib.postgres.operations import AddConstraintNotValid
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 class Migration(migrations.Migration):
@@ -14,11 +14,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        WithLockTimeout(
+        WithLockTimeout(SkipIfDone(
             AddConstraintNotValid(
                 model_name=model_name,
                 constraint=models.CheckConstraint(condition=models.Q(status__isnull=False), name=f"{table}_status_not_null"),
             ),
-        )
+        ))
         for model_name, table in (("largeuser", "large_user"), ("smalluser", "small_user"))
     ]

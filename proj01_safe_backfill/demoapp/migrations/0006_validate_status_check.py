@@ -3,7 +3,7 @@
 from django.contrib.postgres.operations import ValidateConstraint
 from django.db import migrations
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 class Migration(migrations.Migration):
@@ -14,6 +14,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        WithLockTimeout(ValidateConstraint(model_name=model_name, name=f"{table}_status_not_null"))
+        WithLockTimeout(SkipIfDone(ValidateConstraint(model_name=model_name, name=f"{table}_status_not_null")))
         for model_name, table in (("largeuser", "large_user"), ("smalluser", "small_user"))
     ]

@@ -8,7 +8,7 @@ separately.
 
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 def set_not_null(model_name, table):
@@ -40,7 +40,7 @@ class Migration(migrations.Migration):
         WithLockTimeout(
             set_not_null(model_name, table),
             # Reversed, this re-adds the CHECK as a plain (validating) constraint: fine, every row passes.
-            migrations.RemoveConstraint(model_name=model_name, name=f"{table}_status_not_null"),
+            SkipIfDone(migrations.RemoveConstraint(model_name=model_name, name=f"{table}_status_not_null")),
         )
         for model_name, table in (("largeuser", "large_user"), ("smalluser", "small_user"))
     ]

@@ -10,7 +10,7 @@ EXCLUSIVE. Both run under WithLockTimeout: one short transaction per table, the 
 
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 from migrationlab.sync_both_ways import SyncColumnBothWays
 
 
@@ -23,10 +23,12 @@ class Migration(migrations.Migration):
 
     operations = [
         WithLockTimeout(
-            migrations.AddField(
-                model_name=model_name,
-                name="reference",
-                field=models.CharField(max_length=20, null=True),
+            SkipIfDone(
+                migrations.AddField(
+                    model_name=model_name,
+                    name="reference",
+                    field=models.CharField(max_length=20, null=True),
+                ),
             ),
             SyncColumnBothWays(model_name, source="ref", target="reference"),
         )

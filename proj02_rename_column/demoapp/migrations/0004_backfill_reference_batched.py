@@ -23,6 +23,8 @@ class Migration(migrations.Migration):
             set={"reference": F("ref")},
             where=Q(reference__isnull=True, ref__isnull=False),
             batch_size=10_000,
+            synchronous_commit=False,  # a batch's commit does not wait for its WAL to reach the disk (the default)
+            vacuum=True,  # then VACUUM (ANALYZE) the table: its dead row versions cleared now (the default)
         )
         for model_name in ("largeorder", "smallorder")
     ]

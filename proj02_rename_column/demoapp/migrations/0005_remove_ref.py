@@ -10,7 +10,7 @@ rollback path rather than the lesson.
 
 from django.db import migrations
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 from migrationlab.sync_both_ways import RemoveSyncColumnBothWays
 
 
@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
         *(
             WithLockTimeout(
                 RemoveSyncColumnBothWays(model_name, source="ref", target="reference"),
-                migrations.RemoveField(model_name=model_name, name="ref"),
+                SkipIfDone(migrations.RemoveField(model_name=model_name, name="ref")),
             )
             for model_name in ("largeorder", "smallorder")
         ),

@@ -7,14 +7,16 @@ Only the btree: the endpoint looks emails up by exact value (WHERE email = %s), 
 Django's db_index=True on a CharField would also build a `_like` index (varchar_pattern_ops), which serves
 only LIKE 'prefix%' lookups under a non-C collation: nothing here uses it, and every write would maintain it.
 
-Re-runnable: an INVALID index left by an interrupted build is dropped concurrently and built again; a valid
-one is left as it is (migrationlab/resumable.py). Reversing drops the index concurrently.
+Re-runnable (SkipIfDone): a valid index is left as it is; an INVALID one left by an interrupted build is dropped
+concurrently and built again, the repair the migration states (drop_invalid_index=True; migrationlab/resumable.py).
+No lock_timeout: WithLockTimeout cannot wrap a CONCURRENTLY build (it cannot run in a transaction), and nothing
+queues behind SHARE UPDATE EXCLUSIVE anyway. Reversing drops the index concurrently.
 """
 
 from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone
 
 
 class Migration(migrations.Migration):
@@ -25,8 +27,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        WithLockTimeout(
+        SkipIfDone(
             AddIndexConcurrently(model_name=model_name, index=models.Index(fields=["email"], name=f"{table}_email_idx")),
+            drop_invalid_index=True,
         )
         for model_name, table in (("largeuser", "large_user"), ("smalluser", "small_user"))
     ]

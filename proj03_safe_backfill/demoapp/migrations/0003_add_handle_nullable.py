@@ -7,7 +7,7 @@ its own (0004): in this one, the index build would run under the same ACCESS EXC
 
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 class Migration(migrations.Migration):
@@ -19,7 +19,8 @@ class Migration(migrations.Migration):
 
     operations = [
         WithLockTimeout(
-            migrations.AddField(model_name=model_name, name="handle", field=models.CharField(max_length=30, null=True)),
+            SkipIfDone(migrations.AddField(model_name=model_name, name="handle",
+                                           field=models.CharField(max_length=30, null=True))),
         )
         for model_name in ("largeuser", "smalluser")
     ]

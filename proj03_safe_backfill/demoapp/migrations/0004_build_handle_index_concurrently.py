@@ -3,7 +3,7 @@
 from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone
 
 
 class Migration(migrations.Migration):
@@ -14,8 +14,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        WithLockTimeout(
+        SkipIfDone(
             AddIndexConcurrently(model_name=model_name, index=models.Index(fields=["handle"], name=f"{table}_handle_idx")),
+            drop_invalid_index=True,
         )
         for model_name, table in (("largeuser", "large_user"), ("smalluser", "small_user"))
     ]

@@ -6,7 +6,7 @@ moment, under a lock timeout with retries so it never queues traffic behind itse
 
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 class Migration(migrations.Migration):
@@ -18,7 +18,8 @@ class Migration(migrations.Migration):
 
     operations = [
         WithLockTimeout(
-            migrations.AddField(model_name=model_name, name="created_at_new", field=models.DateTimeField(null=True)),
+            SkipIfDone(migrations.AddField(model_name=model_name, name="created_at_new",
+                                           field=models.DateTimeField(null=True))),
         )
         for model_name in ("largerecord", "smallrecord")
     ]

@@ -24,6 +24,8 @@ class Migration(migrations.Migration):
             set={"created_at_new": Cast(F("created_at"), output_field=models.DateTimeField())},
             where=Q(created_at_new__isnull=True),
             batch_size=10_000,
+            synchronous_commit=False,  # a batch's commit does not wait for its WAL to reach the disk (the default)
+            vacuum=True,  # then VACUUM (ANALYZE) the table: its dead row versions cleared now (the default)
         )
         for model_name in ("largerecord", "smallrecord")
     ]

@@ -7,7 +7,7 @@ database change is written out and the model state changed separately.
 
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 def set_not_null(model_name, table):
@@ -35,7 +35,7 @@ class Migration(migrations.Migration):
         WithLockTimeout(
             set_not_null(model_name, table),
             # Reversed, this re-adds the CHECK as a plain (validating) constraint: fine, every row passes.
-            migrations.RemoveConstraint(model_name=model_name, name=f"{table}_created_at_new_not_null"),
+            SkipIfDone(migrations.RemoveConstraint(model_name=model_name, name=f"{table}_created_at_new_not_null")),
         )
         for model_name, table in (("largerecord", "large_record"), ("smallrecord", "small_record"))
     ]

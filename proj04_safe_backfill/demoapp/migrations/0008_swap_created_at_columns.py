@@ -12,7 +12,7 @@ in the same transaction: its function names the columns by their old names, so a
 
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 from migrationlab.sync import RemoveSyncTrigger
 
 
@@ -31,8 +31,10 @@ class Migration(migrations.Migration):
                 target="created_at_new",
                 expression='NEW."created_at"::timestamp with time zone',
             ),
-            migrations.RenameField(model_name=model_name, old_name="created_at", new_name="created_at_old"),
-            migrations.RenameField(model_name=model_name, old_name="created_at_new", new_name="created_at"),
+            SkipIfDone(
+                migrations.RenameField(model_name=model_name, old_name="created_at", new_name="created_at_old"),
+                migrations.RenameField(model_name=model_name, old_name="created_at_new", new_name="created_at"),
+            ),
             migrations.AlterField(
                 model_name=model_name, name="created_at_old", field=models.CharField(max_length=32, null=True)
             ),

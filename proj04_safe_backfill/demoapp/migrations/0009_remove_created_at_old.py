@@ -9,7 +9,7 @@ lab's way back to 0001, a full-table write, not something to run under productio
 
 from django.db import migrations
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 class Migration(migrations.Migration):
@@ -28,6 +28,6 @@ class Migration(migrations.Migration):
                 sql=migrations.RunSQL.noop,
                 reverse_sql=f'UPDATE "{table}" SET "created_at_old" = "created_at"::text WHERE "created_at_old" IS NULL',
             ),
-            WithLockTimeout(migrations.RemoveField(model_name=model_name, name="created_at_old")),
+            WithLockTimeout(SkipIfDone(migrations.RemoveField(model_name=model_name, name="created_at_old"))),
         )
     ]

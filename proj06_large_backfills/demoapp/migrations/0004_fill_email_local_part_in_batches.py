@@ -36,6 +36,8 @@ class Migration(migrations.Migration):
             batch_size=1_000,  # the first batch; then resized after every batch
             target_batch_seconds=0.05,
             pause_seconds=0.005,  # a tenth of the target: the backfill leaves every eleventh slice of time to others
+            synchronous_commit=False,  # a batch's commit does not wait for its WAL to reach the disk (the default)
+            vacuum=True,  # then VACUUM (ANALYZE) the table: its dead row versions cleared now (the default)
         )
         for model_name in ("largeuser", "smalluser")
     ]

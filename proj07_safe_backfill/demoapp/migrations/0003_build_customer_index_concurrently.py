@@ -8,14 +8,14 @@ the foreign key needs it as soon as it exists: deleting a customer looks up its 
 The index gets the name Django gives a ForeignKey's index, so the end state is exactly the risky project's. The
 model state does not change here: the index belongs to the ForeignKey that 0004 declares.
 
-Re-runnable: an index already built is skipped, an INVALID one (left by an interrupted build) is dropped and
-built again (migrationlab/resumable.py).
+Re-runnable (SkipIfDone): an index already built is skipped, an INVALID one (left by an interrupted build) is
+dropped and built again, the repair the migration states (drop_invalid_index=True; migrationlab/resumable.py).
 """
 
 from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone
 
 
 def build_index(model_name, name):
@@ -33,7 +33,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        WithLockTimeout(build_index(model_name, name))
+        SkipIfDone(build_index(model_name, name), drop_invalid_index=True)
         for model_name, name in (("largeorder", "large_order_customer_id_96b7b144"),
                                  ("smallorder", "small_order_customer_id_8c7854fc"))
     ]

@@ -15,7 +15,7 @@ it (migrationlab/resumable.py).
 import django.db.models.deletion
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 def add_foreign_key_not_valid(model_name, table, name):
@@ -45,7 +45,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        WithLockTimeout(add_foreign_key_not_valid(model_name, table, f"{table}_customer_id_{suffix}_fk_customer_id"))
+        WithLockTimeout(SkipIfDone(add_foreign_key_not_valid(model_name, table, f"{table}_customer_id_{suffix}_fk_customer_id")))
         for model_name, table, suffix in (("largeorder", "large_order", "96b7b144"),
                                           ("smallorder", "small_order", "8c7854fc"))
     ]

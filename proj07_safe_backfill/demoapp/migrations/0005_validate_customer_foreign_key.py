@@ -9,7 +9,7 @@ fixed.
 from django.contrib.postgres.operations import ValidateConstraint
 from django.db import migrations
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 class Migration(migrations.Migration):
@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        WithLockTimeout(ValidateConstraint(model_name=model_name, name=f"{table}_customer_id_{suffix}_fk_customer_id"))
+        WithLockTimeout(SkipIfDone(ValidateConstraint(model_name=model_name, name=f"{table}_customer_id_{suffix}_fk_customer_id")))
         for model_name, table, suffix in (("largeorder", "large_order", "96b7b144"),
                                           ("smallorder", "small_order", "8c7854fc"))
     ]

@@ -11,7 +11,7 @@ its relfilenode). Only the lock queue can make it slow, so it runs under WithLoc
 
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 class Migration(migrations.Migration):
@@ -23,10 +23,12 @@ class Migration(migrations.Migration):
 
     operations = [
         WithLockTimeout(
-            migrations.AddField(
-                model_name=model_name,
-                name="channel",
-                field=models.CharField(db_default="web", max_length=10),
+            SkipIfDone(
+                migrations.AddField(
+                    model_name=model_name,
+                    name="channel",
+                    field=models.CharField(db_default="web", max_length=10),
+                ),
             ),
         )
         for model_name in ("largeorder", "smallorder")

@@ -17,7 +17,7 @@ import uuid
 
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 class Migration(migrations.Migration):
@@ -29,10 +29,12 @@ class Migration(migrations.Migration):
 
     operations = [
         WithLockTimeout(
-            migrations.AddField(
-                model_name=model_name,
-                name="tracking_id",
-                field=models.UUIDField(default=uuid.uuid4),
+            SkipIfDone(
+                migrations.AddField(
+                    model_name=model_name,
+                    name="tracking_id",
+                    field=models.UUIDField(default=uuid.uuid4),
+                ),
             ),
         )
         for model_name in ("largeorder", "smallorder")

@@ -14,7 +14,7 @@ Existing rows stay NULL until 0008 fills them.
 from django.contrib.postgres.functions import RandomUUID
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 class Migration(migrations.Migration):
@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
 
     operations = [
         WithLockTimeout(
-            migrations.AddField(model_name=model_name, name="external_id", field=models.UUIDField(null=True)),
+            SkipIfDone(migrations.AddField(model_name=model_name, name="external_id", field=models.UUIDField(null=True))),
             migrations.AlterField(
                 model_name=model_name,
                 name="external_id",

@@ -25,7 +25,14 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        BackfillInBatches(model_name, set={"external_id": RandomUUID()}, where=Q(external_id__isnull=True),
-                          batch_size=1_000, target_batch_seconds=0.05)
+        BackfillInBatches(
+            model_name,
+            set={"external_id": RandomUUID()},
+            where=Q(external_id__isnull=True),
+            batch_size=1_000,
+            target_batch_seconds=0.05,
+            synchronous_commit=False,  # a batch's commit does not wait for its WAL to reach the disk (the default)
+            vacuum=True,  # then VACUUM (ANALYZE) the table: its dead row versions cleared now (the default)
+        )
         for model_name in ("largeorder", "smallorder")
     ]

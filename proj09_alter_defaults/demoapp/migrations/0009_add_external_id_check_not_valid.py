@@ -4,7 +4,7 @@ scanned."""
 from django.contrib.postgres.operations import AddConstraintNotValid
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 class Migration(migrations.Migration):
@@ -15,12 +15,12 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        WithLockTimeout(
+        WithLockTimeout(SkipIfDone(
             AddConstraintNotValid(
                 model_name=model_name,
                 constraint=models.CheckConstraint(condition=models.Q(external_id__isnull=False),
                                                   name=f"{table}_external_id_not_null"),
             ),
-        )
+        ))
         for model_name, table in (("largeorder", "large_order"), ("smallorder", "small_order"))
     ]

@@ -10,7 +10,7 @@ its own in every row.
 from django.contrib.postgres.functions import RandomUUID
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 def set_not_null(model_name, table):
@@ -42,7 +42,7 @@ class Migration(migrations.Migration):
         WithLockTimeout(
             set_not_null(model_name, table),
             # Reversed, this re-adds the CHECK as a plain (validating) constraint: fine, every row passes.
-            migrations.RemoveConstraint(model_name=model_name, name=f"{table}_external_id_not_null"),
+            SkipIfDone(migrations.RemoveConstraint(model_name=model_name, name=f"{table}_external_id_not_null")),
         )
         for model_name, table in (("largeorder", "large_order"), ("smallorder", "small_order"))
     ]

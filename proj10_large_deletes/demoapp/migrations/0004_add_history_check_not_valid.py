@@ -18,7 +18,7 @@ import datetime
 from django.contrib.postgres.operations import AddConstraintNotValid
 from django.db import migrations, models
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 HISTORY_ENDS = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
 
@@ -31,7 +31,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        WithLockTimeout(
+        WithLockTimeout(SkipIfDone(
             migrations.SeparateDatabaseAndState(database_operations=[
                 AddConstraintNotValid(
                     model_name=model_name,
@@ -39,6 +39,6 @@ class Migration(migrations.Migration):
                                                       name=f"{table}_history_ends"),
                 ),
             ]),
-        )
+        ))
         for model_name, table in (("largeevent", "large_event"), ("smallevent", "small_event"))
     ]

@@ -3,7 +3,7 @@
 from django.contrib.postgres.operations import ValidateConstraint
 from django.db import migrations
 
-from migrationlab.operations import WithLockTimeout
+from migrationlab.operations import SkipIfDone, WithLockTimeout
 
 
 class Migration(migrations.Migration):
@@ -14,6 +14,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        WithLockTimeout(ValidateConstraint(model_name=model_name, name=f"{table}_history_ends"))
+        WithLockTimeout(SkipIfDone(ValidateConstraint(model_name=model_name, name=f"{table}_history_ends")))
         for model_name, table in (("largeevent", "large_event"), ("smallevent", "small_event"))
     ]

@@ -14,7 +14,8 @@ event): the DROP takes the events without a look at their notes, and since 0006 
 note's event exists, so they would be left pointing at nothing. (The lab seeds no note: nothing to delete.)
 
 Re-runnable (DetachPartitionConcurrently): an interrupted run leaves the partition "detach pending"; the re-run
-finishes it with DETACH ... FINALIZE, then drops it.
+finishes it with DETACH ... FINALIZE, then drops it. The DROP runs under a 500 ms lock_timeout, retried for up to
+3 minutes (the operation's own: WithLockTimeout refuses what cannot run in a transaction, as DETACH ... CONCURRENTLY).
 
 Rows are left: events written since 0006 are in large_event_current (2025-01-01 on). In production that is every
 event since the switch: the history partition is dropped once all of it is past the retention period, weeks or
@@ -30,7 +31,7 @@ import datetime
 from django.db import migrations
 from django.db.models import Q
 
-from migrationlab.operations import DeleteInBatches, DetachPartitionConcurrently, WithLockTimeout
+from migrationlab.operations import DeleteInBatches, DetachPartitionConcurrently
 
 HISTORY_ENDS = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)  # the partition bound of 0006
 
@@ -44,7 +45,8 @@ class Migration(migrations.Migration):
 
     operations = [
         DeleteInBatches("eventnote", where=Q(event__created_at__lt=HISTORY_ENDS), batch_size=1_000,
-                        target_batch_seconds=0.05, pause_seconds=0.01),
-        *(WithLockTimeout(DetachPartitionConcurrently(model_name, partition=f"{table}_history"))
+                        target_batch_seconds=0.05, pause_seconds=0.01, synchronous_commit=False, vacuum=True),
+        *(DetachPartitionConcurrently(model_name, partition=f"{table}_history", lock_timeout="500ms",
+                                      retry_for_seconds=180.0)
           for model_name, table in (("largeevent", "large_event"), ("smallevent", "small_event"))),
     ]
