@@ -4,7 +4,9 @@
 - Django's db_index=True builds two indexes (the btree and the `_like` one); the safe twin builds only the btree,
   and the lookup's plan turns from a sequential scan into an index scan;
 - a CREATE INDEX CONCURRENTLY cancelled half-way leaves an INVALID index, which a plain re-run trips over, and
-  which the next `migrate` drops and builds again; a valid index already there is left as it is.
+  which the next `migrate` drops and builds again; a valid index already there is left as it is;
+- that repair happens only where the migration states it (SkipIfDone(..., drop_invalid_index=True)): without the
+  flag, an INVALID index stops the run with one line that names it.
 
 The cancel is placed deterministically: a transaction holds ROW EXCLUSIVE on the table (as an open write does), so
 the build stops at its first wait ("waiting for writers before build", pg_stat_progress_create_index); there we
@@ -186,3 +188,36 @@ def test_a_valid_index_already_there_is_left_as_it_is(database):
     assert query(database, "SELECT 'large_user_email_idx'::regclass::oid") == [(before,)]  # not rebuilt
     assert set(indexes(database, "small_user")) == {"small_user_pkey", "small_user_email_idx"}
     assert applied(database, BUILD)
+
+
+WITHOUT_THE_REPAIR = """
+from django.contrib.postgres.operations import AddIndexConcurrently
+from django.core.management.base import CommandError
+from django.db import connection, models
+from django.db.migrations.loader import MigrationLoader
+from migrationlab.operations import SkipIfDone
+state = MigrationLoader(connection).project_state(("demoapp", "0001_initial"))
+build = SkipIfDone(AddIndexConcurrently("largeuser", models.Index(fields=["email"], name="large_user_email_idx")))
+try:
+    with connection.schema_editor(atomic=False) as editor:
+        build.database_forwards("demoapp", editor, state, state)
+except CommandError as refusal:
+    print("REFUSED", refusal)
+"""
+
+
+def test_an_invalid_index_is_repaired_only_where_the_migration_says_so(database):
+    """SkipIfDone without drop_invalid_index=True stops at an INVALID index, in one line naming the flag, and leaves
+    it; the migration, which states the repair, drops it and builds it again."""
+    manage(SAFE, database, "migrate", "demoapp", get_project(SAFE).start)
+    manage(SAFE, database, "seed_large_table", "--large-count", str(ROWS))
+    query(database, "CREATE INDEX large_user_email_idx ON large_user (email)")
+    query(database, "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'large_user_email_idx'::regclass")
+
+    refused = manage(SAFE, database, "shell", "-c", WITHOUT_THE_REPAIR)
+    assert ("REFUSED index large_user_email_idx on large_user is INVALID (an interrupted CREATE INDEX CONCURRENTLY): "
+            "drop it, or state the repair, SkipIfDone(..., drop_invalid_index=True)") in refused.stdout
+    assert indexes(database)["large_user_email_idx"][1] is False
+
+    manage(SAFE, database, "migrate", "demoapp", BUILD)
+    assert indexes(database)["large_user_email_idx"][1] is True
