@@ -184,8 +184,8 @@ def query(database_url: str, statement: str, params=None):
 # - which tests share a worker (`make test`: pytest -n 2 --dist loadscope): those that use the same instance of a
 #   module-, class- or package-scoped fixture (a catalog run, a showdown, a lab, a judgement), or each worker
 #   builds it again; a parametrised one is one instance per parameter. Session-scoped fixtures (the PostgreSQL
-#   server) are every worker's own anyway. Every other test is a work unit of its own. tests/test_suite_rules.py checks both
-#   rules on the suite itself.
+#   server) are every worker's own anyway. Every other test is a work unit of its own.
+# tests/test_suite_rules.py checks both rules on the suite itself.
 # pytest-xdist's own grouping (xdist_group with --dist loadgroup) does nothing under pytest 9 (it renames items
 # through an attribute pytest 9 no longer reads), and the controller that schedules never sees the items: each
 # worker writes the work units it collected to a file the controller names (workerinput), and the scheduler reads it.
