@@ -26,7 +26,9 @@ import pytest
 
 from migrationlab import REPO_ROOT
 from migrationlab.cli import build_parser
-from migrationlab.scenarios import README, all_projects, claims_table, get_project, projects_of_scenario, readme_with_claims
+from migrationlab.scenarios import (
+    README, all_projects, claims_table, get_project, projects_of_scenario, readme_with_claims,
+)
 from tests.conftest import free_port, starts_postgresql
 
 ROWS = 20_000

@@ -231,7 +231,7 @@ def crash_steps(every_project: bool = bool(os.environ.get("FAULTS_LAB_EVERY_PROJ
                     kinds.add(kind)
         chosen.sort(key=candidates.index)
     for values in chosen:
-        yield pytest.param(*values, id=f"{values[0]}:{values[2]}")  # one lab (private_lab), one worker: conftest.work_units
+        yield pytest.param(*values, id=f"{values[0]}:{values[2]}")  # one lab, one worker: conftest.work_units
 
 
 @pytest.fixture(scope="module")
