@@ -78,6 +78,11 @@ def output_to(write):
         log.propagate = propagate
 
 
+def _non_defaults(operation, defaults: dict) -> dict:
+    """The keywords whose value is not their default: what deconstruct() must keep."""
+    return {name: getattr(operation, name) for name, default in defaults.items() if getattr(operation, name) != default}
+
+
 class BatchSizer:
     """The width of the next keyset batch (a range of primary-key values): fixed, or adapted to a target time.
 
@@ -221,9 +226,6 @@ class _KeysetBatches(NotInTransactionMixin, Operation):
         self.report: BatchReport | None = None  # the last run's, in this process
         BatchSizer(batch_size, target_batch_seconds, min_batch_size, max_batch_size)  # refuse bad sizes now
 
-    def _non_default_kwargs(self) -> dict:
-        return {name: getattr(self, name) for name, default in self.defaults.items() if getattr(self, name) != default}
-
     def state_forwards(self, app_label, state):
         pass
 
@@ -354,7 +356,8 @@ class BackfillInBatches(_KeysetBatches):
         self.set = set
 
     def deconstruct(self):
-        kwargs = {"model_name": self.model_name, "set": self.set, "where": self.where, **self._non_default_kwargs()}
+        kwargs = {"model_name": self.model_name, "set": self.set, "where": self.where,
+                  **_non_defaults(self, self.defaults)}
         return type(self).__qualname__, [], kwargs
 
     def describe(self):
@@ -390,7 +393,7 @@ class DeleteInBatches(_KeysetBatches):
     follows_new_rows = False  # rows appended meanwhile are new ones, not the old ones being deleted
 
     def deconstruct(self):
-        kwargs = {"model_name": self.model_name, "where": self.where, **self._non_default_kwargs()}
+        kwargs = {"model_name": self.model_name, "where": self.where, **_non_defaults(self, self.defaults)}
         return type(self).__qualname__, [], kwargs
 
     def describe(self):
@@ -458,8 +461,7 @@ class _Wrapper(Operation):
         return all(operation.reversible for operation in self.operations)
 
     def deconstruct(self):
-        kwargs = {name: getattr(self, name) for name, default in self.defaults.items() if getattr(self, name) != default}
-        return type(self).__qualname__, self.operations, kwargs
+        return type(self).__qualname__, self.operations, _non_defaults(self, self.defaults)
 
     def state_forwards(self, app_label, state):
         for operation in self.operations:
@@ -714,9 +716,7 @@ class DetachPartitionConcurrently(NotInTransactionMixin, Operation):
         self.retry_for_seconds = retry_for_seconds
 
     def deconstruct(self):
-        kwargs = {"model_name": self.model_name, "partition": self.partition}
-        kwargs.update({name: getattr(self, name) for name, default in self.defaults.items()
-                       if getattr(self, name) != default})
+        kwargs = {"model_name": self.model_name, "partition": self.partition, **_non_defaults(self, self.defaults)}
         return type(self).__qualname__, [], kwargs
 
     def state_forwards(self, app_label, state):

@@ -151,8 +151,9 @@ def already_done(operation: Operation, app_label: str, schema_editor, before, af
                 return f"index {name} already exists on {table} and is valid"
             if adds and present == "invalid":
                 if not drop_invalid_index:
-                    raise CommandError(f"index {name} on {table} is INVALID (an interrupted CREATE INDEX CONCURRENTLY): "
-                                       f"drop it, or state the repair, SkipIfDone(..., drop_invalid_index=True)")
+                    raise CommandError(f"index {name} on {table} is INVALID (an interrupted CREATE INDEX "
+                                       f"CONCURRENTLY): drop it, or state the repair, "
+                                       f"SkipIfDone(..., drop_invalid_index=True)")
                 _drop_invalid_index(schema_editor, name)
                 return None
             if not adds and present == "absent":

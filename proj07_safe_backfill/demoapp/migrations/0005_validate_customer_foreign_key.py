@@ -20,7 +20,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        WithLockTimeout(SkipIfDone(ValidateConstraint(model_name=model_name, name=f"{table}_customer_id_{suffix}_fk_customer_id")))
+        WithLockTimeout(
+            SkipIfDone(ValidateConstraint(model_name=model_name, name=f"{table}_customer_id_{suffix}_fk_customer_id")),
+        )
         for model_name, table, suffix in (("largeorder", "large_order", "96b7b144"),
                                           ("smallorder", "small_order", "8c7854fc"))
     ]

@@ -26,7 +26,9 @@ class Migration(migrations.Migration):
 
     operations = [
         WithLockTimeout(
-            SkipIfDone(migrations.AddField(model_name=model_name, name="external_id", field=models.UUIDField(null=True))),
+            SkipIfDone(
+                migrations.AddField(model_name=model_name, name="external_id", field=models.UUIDField(null=True)),
+            ),
             migrations.AlterField(
                 model_name=model_name,
                 name="external_id",
