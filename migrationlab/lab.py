@@ -25,8 +25,8 @@ from psycopg2 import sql
 # The lab's PostgreSQL and its databases live in databases.py; the lab's commands (cli.py) and the tests create and
 # drop the lab's databases through this module too.
 from migrationlab.databases import (  # noqa: F401 (create_database, drop_database)
-    autocommit_cursor, create_database, database_exists, drop_database, embedded_server, lab_home, web_pid_file,
-    web_server_pid,
+    MAJORS, autocommit_cursor, create_database, database_exists, drop_database, embedded_server, embedded_unavailable,
+    lab_home, web_pid_file, web_server_pid,
 )
 from migrationlab.errors import LabError, cli_command
 from migrationlab.ports import require_free_port
@@ -35,8 +35,14 @@ from migrationlab.serving import prepare_argv, project_environment
 
 
 def purge_lab_home(server) -> Path:
-    """Stop the lab's PostgreSQL and delete all the lab keeps in its home (and the home, if that empties it)."""
+    """Stop the lab's PostgreSQL (every major's cluster) and delete all the lab keeps in its home (and the home, if
+    that empties it)."""
     server.purge()
+    for major in MAJORS:
+        if major != server.major and embedded_unavailable(major) is None:
+            other = embedded_server(major)
+            if other.data_dir.exists():
+                other.purge()
     home = lab_home()
     for part in ("run", "logs"):  # by name, not the whole home: MIGRATIONLAB_HOME may point at a folder with more
         shutil.rmtree(home / part, ignore_errors=True)
@@ -47,13 +53,15 @@ def purge_lab_home(server) -> Path:
     return home
 
 
-def lab_database(project: Project):
-    """The running lab server, once sure it holds the project's database."""
-    server = embedded_server()
+def lab_database(project: Project, major: int | None = None):
+    """The running lab server (of PostgreSQL `major`: default databases.postgres_major()), once sure it holds the
+    project's database."""
+    server = embedded_server(major)
+    up = f"{cli_command()} up{f' --postgres {major}' if major else ''} {project.name}"
     if not server.is_running():
-        raise LabError(f"the lab database is not running; start it with: {cli_command()} up {project.name}")
+        raise LabError(f"the lab database (PostgreSQL {server.major}) is not running; start it with: {up}")
     if not database_exists(server.dsn(), project.name):
-        raise LabError(f"{project.name} has no lab database yet; run: {cli_command()} up {project.name}")
+        raise LabError(f"{project.name} has no lab database yet (PostgreSQL {server.major}); run: {up}")
     return server
 
 

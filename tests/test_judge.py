@@ -295,7 +295,12 @@ def test_the_general_judge_gives_every_lab_step_the_verdicts_its_scenario_claims
     done = judge("--settings", f"{project.name}.settings", "demoapp", "--rows", "20000", "--format", "json",
                  *(["--with-report", "60"] if behind_report else []), cwd=project.folder)
     assert done.returncode in (0, 1), done.stderr
-    migrations = {m["migration"].split(".", 1)[1]: m for m in json.loads(done.stdout)["migrations"]}
+    assert_the_steps_claims(project, json.loads(done.stdout))
+
+
+def assert_the_steps_claims(project, report: dict) -> None:
+    """Each step's worst verdicts on the project's large table, in the judge's report, are its scenario's claims."""
+    migrations = {m["migration"].split(".", 1)[1]: m for m in report["migrations"]}
     levels = ("never", "briefly", "throughout")
     for step in project.steps:
         migration = migrations[step.migration]

@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from migrationlab.arguments import row_count
+from migrationlab.arguments import postgres_version, row_count
 from migrationlab.errors import LabError
 
 STATS_FORMAT = "migrationlab-stats/1"
@@ -41,6 +41,9 @@ def add_parsers(commands) -> None:
                             "it queue, and traffic behind it (SECONDS: how long your longest query runs)")
     judge.add_argument("--database-url", help="a PostgreSQL >= 14 to create the scratch database on (default: the "
                                               "embedded PostgreSQL 16); only the scratch database is written to")
+    judge.add_argument("--postgres", type=postgres_version, default=None, metavar="MAJOR",
+                       help="judge on the embedded PostgreSQL of this major, 14 to 18 (default: the major --stats says "
+                            "production runs, where it can be had here; else $MIGRATIONLAB_PG_VERSION, else 16)")
     judge.add_argument("--format", choices=("text", "json", "markdown", "github"), default="text")
     judge.add_argument("--fail-on", choices=("briefly", "throughout"), default="throughout",
                        help="exit 1 if a statement makes reads or writes wait at least this (default throughout)")
@@ -145,11 +148,14 @@ def judge(args) -> int:
         raise LabError("name the app before the migration: judge APP_LABEL MIGRATION")
     if args.with_report is not None and args.with_report <= 0:
         raise LabError("--with-report takes a positive number of seconds")
+    if args.postgres is not None and args.database_url:
+        raise LabError("--postgres is for the embedded server; --database-url names its own server")
     stats = load_stats(args.stats) if args.stats else None
     settings_module = project.import_settings(args.settings, args.pythonpath)
     engine = settings_module.DATABASES["default"]["ENGINE"]
     say = (lambda line: print(line, file=sys.stderr, flush=True))
-    with ScratchDatabases(args.database_url, user="the judge", prefix="judge") as databases:
+    major, why_not = choose_major(args, stats)
+    with ScratchDatabases(args.database_url, user="the judge", prefix="judge", postgres=major) as databases:
         say(f"judge: scratch database on {databases.description}")
         _, url = databases.create(args.settings.replace(".", "_"))
         project.setup_django(args.settings, url, engine)
@@ -167,7 +173,8 @@ def judge(args) -> int:
             sizes = {table: facts["rows"] for table, facts in stats["tables"].items()}
             if stats.get("server_version_num", 0) // 10000 != _server_major(url):
                 note = (f"note: production runs PostgreSQL {stats['server_version']}; judged on "
-                        f"{databases.server_version}")
+                        f"{databases.server_version}{f' ({why_not})' if why_not else ''}")
+                say(f"judge: {note}")
         elif args.production_rows:
             sizes = production_rows(args.production_rows)
         judged = project.chosen(graph, plan, args.app_label, args.migration, applied)
@@ -195,6 +202,25 @@ def judge(args) -> int:
     data = report.as_data({**header, "failed": failed}, results)
     print(report.render(data, args.format, args.fail_on))
     return 1 if failed else 0
+
+
+def choose_major(args, stats: dict | None) -> tuple[int | None, str | None]:
+    """The embedded server's major: --postgres; else the major production runs (--stats' server_version_num), where
+    it can be had here; else the default. With the reason production's major was not taken (None: it was, or no
+    --stats)."""
+    from migrationlab.databases import MAJORS, embedded_unavailable, postgres_major
+
+    if args.database_url:
+        return None, None
+    if args.postgres is not None:  # one that cannot be had: the server's one-line error, how to get it
+        return postgres_major(args.postgres), "chosen with --postgres"
+    production = (stats or {}).get("server_version_num", 0) // 10000
+    if not production:
+        return None, None
+    if production not in MAJORS:
+        return None, f"the lab runs PostgreSQL {MAJORS[0]} to {MAJORS[-1]}"
+    why = embedded_unavailable(production)
+    return (None, why) if why else (production, None)
 
 
 def _models():

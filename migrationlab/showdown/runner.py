@@ -70,6 +70,7 @@ class Options:
     out_dir: Path | None = None
     database_url: str | None = None
     long_query_s: float | None = None  # a report of this many seconds beside every step (--long-query)
+    postgres: int | None = None  # the embedded server's major (--postgres; None: databases.postgres_major())
     baseline_s: float = BASELINE_S
     warmup_s: float = WARMUP_S
     sample_interval_s: float = SAMPLE_INTERVAL_S
@@ -103,7 +104,7 @@ def run(options: Options, say=print, projects: list[Project] | None = None,
     started_at = datetime.now(timezone.utc)
     with ExitStack() as server:
         if databases is None:
-            databases = server.enter_context(ShowdownDatabases(options.database_url))
+            databases = server.enter_context(ShowdownDatabases(options.database_url, postgres=options.postgres))
         out = output_folder(options, scenario)  # once the server is known good: no empty folder for a bad URL
         say(f"Showdown, scenario {scenario}: {', '.join(p.name for p in projects)}")
         say(f"  {options.rows:,} rows; {options.rate_per_s:g} requests/s to each endpoint, each giving up after "

@@ -84,7 +84,7 @@ def run_all(options: runner.Options, say=print, scenarios: list[tuple[int, list[
     interrupted = False
     out = None
     try:
-        with ShowdownDatabases(options.database_url) as databases:
+        with ShowdownDatabases(options.database_url, postgres=options.postgres) as databases:
             out = output_folder(options)
             say(f"Showdown of {len(scenarios)} scenarios, {options.rows:,} rows, {options.rate_per_s:g} requests/s "
                 f"per endpoint; results in {out}")
