@@ -90,9 +90,12 @@ def _index_plan(cursor, table: str) -> tuple[list[sql.Composable], list[sql.Comp
     return drops, rebuilds
 
 
-def _insert(table: str, columns: dict[str, str], first: int, last: int) -> sql.Composed:
-    names = [sql.Identifier("id"), *(sql.Identifier(name) for name in columns)]
-    values = [sql.SQL("i"), *(sql.SQL(expression) for expression in columns.values())]
+def _insert(table: str, columns: dict[str, str], first: int, last: int, ids: bool = True) -> sql.Composed:
+    """INSERT ... SELECT the `columns` expressions of i for i from first to last; the id is i, or (ids=False) the
+    table's default."""
+    given = {"id": "i", **columns} if ids else columns
+    names = [sql.Identifier(name) for name in given]
+    values = [sql.SQL(expression) for expression in given.values()]
     return sql.SQL("INSERT INTO {table} ({names}) SELECT {values} FROM generate_series({first}, {last}) AS i").format(
         table=sql.Identifier(table),
         names=sql.SQL(", ").join(names),
@@ -177,18 +180,6 @@ def seed(
     return SeedResult(large_rows, SMALL_TABLE_ROWS, time.monotonic() - started, len(rebuilds), referenced_rows)
 
 
-def _append_insert(table: str, columns: dict[str, str], first: int, last: int) -> sql.Composed:
-    names = [sql.Identifier(name) for name in columns]
-    values = [sql.SQL(expression) for expression in columns.values()]
-    return sql.SQL("INSERT INTO {table} ({names}) SELECT {values} FROM generate_series({first}, {last}) AS i").format(
-        table=sql.Identifier(table),
-        names=sql.SQL(", ").join(names),
-        values=sql.SQL(", ").join(values),
-        first=sql.Literal(first),
-        last=sql.Literal(last),
-    )
-
-
 def append(connection, *, table: str, columns: dict[str, str], rows: int,
            progress: Callable[[str], None] = lambda line: None) -> float:
     """Insert `rows` new rows into `table` (i = 1..rows in the `columns` expressions; ids from the table's default),
@@ -200,7 +191,7 @@ def append(connection, *, table: str, columns: dict[str, str], rows: int,
     with connection.cursor() as cursor:
         for first in range(1, rows + 1, CHUNK_ROWS):
             last = min(first + CHUNK_ROWS - 1, rows)
-            cursor.execute(_append_insert(table, columns, first, last))
+            cursor.execute(_insert(table, columns, first, last, ids=False))
             connection.commit()
             progress(f"  {table}: {last:,} / {rows:,} new rows, {time.monotonic() - started:.1f} s")
     return time.monotonic() - started

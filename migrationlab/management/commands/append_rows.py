@@ -10,15 +10,9 @@ from django.core.management.base import BaseCommand, CommandError
 import psycopg2
 from django.db import connection
 
+from migrationlab.arguments import row_count
 from migrationlab.scenarios import load_project
 from migrationlab.seeding import append
-
-
-def row_count(text: str) -> int:
-    value = int(text.replace("_", "").replace(",", ""))
-    if value < 1:
-        raise ValueError
-    return value
 
 
 class Command(BaseCommand):
