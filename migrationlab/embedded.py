@@ -15,11 +15,13 @@ other local users cannot reach the lab's data. `dsn()` carries it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from migrationlab.errors import LabError, cli_command
 from migrationlab.ports import require_free_port
 
 POSTGRES_MAJOR = 16
+SOCKET_PATH_LIMIT = 100  # bytes of a Unix socket's path (sun_path is 108 on Linux, 104 on macOS), with room
 BIN_DIR: Path = POSTGRES_VERSIONS[POSTGRES_MAJOR]
 DEBIAN_BIN = "/usr/lib/postgresql/{major}/bin"
 BIN_VARIABLE = "MIGRATIONLAB_PG_BIN_{major}"
@@ -113,7 +116,14 @@ class EmbeddedPostgres:
 
     @property
     def socket_dir(self) -> Path:
-        return self.data_dir / "socket"
+        """The Unix socket's folder: `socket/` in the data folder, unless that path is too long for a Unix socket
+        (107 bytes on Linux, with `.s.PGSQL.<port>` after it: a data folder deep in a test's temporary tree); then
+        a short folder in the system's temporary folder, named after the data folder, so every process finds it."""
+        inside = self.data_dir / "socket"
+        if len(str(inside)) + len("/.s.PGSQL.65535") <= SOCKET_PATH_LIMIT:
+            return inside
+        digest = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"migrationlab-{digest}"
 
     @property
     def log_file(self) -> Path:
@@ -274,6 +284,8 @@ class EmbeddedPostgres:
     def purge(self) -> None:
         """Stop the server and delete its data."""
         self.stop()
+        if not self.socket_dir.is_relative_to(self.data_dir):
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 

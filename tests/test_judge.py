@@ -316,7 +316,9 @@ def test_ctrl_c_leaves_no_scratch_database_and_no_session(pg):
 
     process = subprocess.Popen([sys.executable, "-m", "migrationlab", "judge", "--settings", "mysite.settings", "shop",
                                 "--rows", "200000"], cwd=SAMPLE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, start_new_session=True,  # its own process group, as a terminal's job
+                               # a test worker may ignore SIGINT, and a child inherits that: Ctrl-C as in a terminal
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = []
     for line in process.stderr:  # until it is judging a migration with seeded tables
         seen.append(line)
