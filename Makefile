@@ -34,13 +34,15 @@ test: install
 # DOCKER_ROWS=N runs every seed above N rows with N (named in the output), for a slower machine. Needs Docker with
 # Compose v2, and curl; without a Docker engine it says so and exits 0.
 DOCKER_ROWS ?= 10000000
+# PROJECTS=proj10_large_deletes,...: run those projects' pages instead of proj01's pair and proj02.
+PROJECTS ?=
 test-docker: install
 	@if ! docker info >/dev/null 2>&1 || ! docker compose version >/dev/null 2>&1; then \
 	  echo "test-docker: no Docker engine with Compose v2 reachable (docker info, docker compose version); skipped"; \
 	  exit 0; fi; \
 	command -v curl >/dev/null || { echo "test-docker: curl is not installed (the check runs the curl loop)"; exit 1; }; \
 	start=$$(date +%s); \
-	MIGRATIONLAB_DOCKER_E2E=1 DOCKER_E2E_LARGE_COUNT=$(DOCKER_ROWS) \
+	MIGRATIONLAB_DOCKER_E2E=1 DOCKER_E2E_LARGE_COUNT=$(DOCKER_ROWS) DOCKER_E2E_PROJECTS=$(PROJECTS) \
 	  $(BIN)/python -m pytest tests/docker_e2e -s -v -p no:cacheprovider; \
 	status=$$?; echo "test-docker: $$(( $$(date +%s) - start )) s"; exit $$status
 
