@@ -101,17 +101,19 @@ def lock_queue(lock: str | None) -> Fix:
 
 
 def fix_for(statement: str, reads: str, writes: str, lock_timeout: str | None, behind_report: bool = False,
-            lock: str | None = None) -> Fix | None:
+            lock: str | None = None, takes_lock: bool = True) -> Fix | None:
     """The safe way, for a statement that makes reads or writes wait: by what it is; for a wait in the lock queue
-    behind a report, or a brief wait with no lock_timeout, the lock queue's fix (a short lock_timeout, for `lock`).
+    behind a report, or a brief wait with no lock_timeout, the lock queue's fix (a short lock_timeout, for `lock`),
+    given to the statement that takes the lock (`takes_lock`), not to those after it that hold it on.
     A rename or a drop gets its own fix whatever the wait: it breaks the release still serving."""
     key = classify(statement)
+    no_timeout = lock_timeout in (None, "0")
     if key in BREAKS_THE_SERVING_RELEASE:
         return FIXES[key]
-    if behind_report and lock_timeout in (None, "0") and "never" not in (reads, writes):
+    if behind_report and no_timeout and "never" not in (reads, writes):
         return lock_queue(lock)
     if "throughout" in (reads, writes):
         return FIXES.get(key) if key else None
-    if "briefly" in (reads, writes) and lock_timeout in (None, "0"):
+    if "briefly" in (reads, writes) and no_timeout and takes_lock:
         return lock_queue(lock)
     return None

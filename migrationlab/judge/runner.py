@@ -495,8 +495,8 @@ def findings(pauses: list[Pause], table_rows: dict[int, int], oids: dict[str, in
         takes_strong = any(earlier.get(table) != mode for table, mode in taken.items())
         strongest_taken = max(taken.values(), key=lock_strength, default=None)
         fix = fixes.fix_for(pause.statement, finding.worst("reads"), finding.worst("writes"),
-                            pause.lock_timeout if takes_strong or pause.waiting_for else "held on",
-                            behind_report=pause.waiting_for == "report", lock=strongest_taken)
+                            pause.lock_timeout, behind_report=pause.waiting_for == "report",
+                            lock=strongest_taken, takes_lock=takes_strong or bool(pause.waiting_for))
         if fix is not None:
             finding.fix = {"operation": fix.key, "project": fix.project, "use": fix.use}
         out.append(finding)
