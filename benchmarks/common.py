@@ -42,6 +42,22 @@ def machine() -> str:
     return f"{os.cpu_count()} cores {cpu}, {memory_gib:.0f} GiB, Python {platform.python_version()}, PostgreSQL 16 (embedded)"
 
 
+def write_between(path: Path, begin: str, end: str, block: str, title: str = "") -> None:
+    """Write `block` (which starts with `begin` and ends with `end`) in place of the text between those markers in
+    `path`; only that text is the script's, the rest of the document is left as it is. Without the markers, the
+    block is appended (a new document starts with `title`)."""
+    if not path.exists():
+        path.write_text(title + block)
+        return
+    text = path.read_text()
+    if begin in text and end in text and text.index(begin) < text.index(end):
+        before, rest = text.split(begin, 1)
+        after = rest.split(end, 1)[1]
+        path.write_text(before + block.rstrip("\n") + after)
+        return
+    path.write_text(text.rstrip("\n") + "\n\n" + block)
+
+
 def fresh_database(name: str) -> str:
     server = lab.embedded_server()
     server.start()

@@ -39,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from common import write_between  # noqa: E402
 from migrationlab.databases import ScratchDatabases  # noqa: E402
 from migrationlab.errors import LabError  # noqa: E402
 from migrationlab.locks import lock_name, lock_strength  # noqa: E402
@@ -907,20 +908,6 @@ def render(shop: list[Migration], contrib: list[Migration], versions: dict[str, 
     return "\n".join(lines) + "\n"
 
 
-def write_doc(block: str, path: Path) -> None:
-    """Only the text between the markers is ours: the rest of the document is left as it is."""
-    if not path.exists():
-        path.write_text("# migrationlab judge\n\n" + block)
-        return
-    text = path.read_text()
-    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
-        before, rest = text.split(BEGIN, 1)
-        after = rest.split(END, 1)[1]
-        path.write_text(before + block.rstrip("\n") + after)
-        return
-    path.write_text(text.rstrip("\n") + "\n\n" + block)
-
-
 # -- main ----------------------------------------------------------------------------------------------------------
 
 def main() -> int:
@@ -984,7 +971,7 @@ def main() -> int:
             (args.keep / "django_migration_linter.txt").write_text(lint_output)
             shutil.copytree(work / "sql", args.keep / "sql", dirs_exist_ok=True)
             (args.keep / "comparison.md").write_text(block)
-        write_doc(block, args.doc)
+        write_between(args.doc, BEGIN, END, block, title="# migrationlab judge\n\n")
         print(f"wrote the comparison into {args.doc}", file=sys.stderr)
     except LabError as problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -24,10 +24,14 @@ Some statements are judged while they wait, not after (`HeldTransactions`, `Stop
 
 The verdict of one probe over all the stops of a migration (`verdict`):
   never      - it never waited on the migration;
-  briefly    - it waited only on transactions that touch less than every row of a measured table (a catalog-only
-               ALTER, one batch of a backfill), or queued behind a statement whose lock_timeout bounds the wait;
-  throughout - it waited on a transaction that then worked through at least every row of a measured table, or
-               queued behind a statement that waits, with no lock_timeout, for as long as the other side runs.
+  briefly    - it waited only on work that does not grow with the table: a transaction that then touched fewer
+               than a tenth of the rows of every measured table (a catalog-only ALTER), one batch of a series (the
+               same statement repeated, each time in a transaction of its own: a batch is bounded by its own size,
+               however large the table), or a statement queued behind another whose lock_timeout bounds the wait;
+  throughout - it waited on a transaction, not one batch of a series, that then touched at least a tenth of the
+               rows of a measured table (a fraction of the table: it grows with it; Django's collector deleting
+               half a table is one), or queued behind a statement that waits, with no lock_timeout, for as long as
+               the other side runs.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ POLL_SECONDS = 0.005  # how often pg_locks is asked whether the migration waits 
 PHASE_STOPS = 3  # a concurrent index build waits at three phases (writers, writers again, old snapshots)
 RETRIES_WHEN_TIMED_OUT = 20  # a lock_timeout may end a wait before the probes queue: judge the next attempt
 VERDICTS = ("never", "briefly", "throughout")
+GROWS_WITH_THE_TABLE = 0.1  # a wait on a transaction that then touches this share of a table's rows: throughout
 # The judged statement runs on one core: rows that a parallel worker reads would not show in the statement's own
 # pg_stat_xact_user_tables (an index build of 100,000 rows would seem to scan nothing). Its time is then one core's.
 ONE_CORE = ("SET max_parallel_maintenance_workers = 0", "SET max_parallel_workers_per_gather = 0")
@@ -106,17 +111,34 @@ def rows_read_and_written(cursor, table_oid: int, view: str = "pg_stat_xact_user
     return (row[0], row[1]) if row else (0, 0)
 
 
-def verdict(pauses: list[Pause], table: str, what: str, table_rows: dict[int, int]) -> str:
+def batches(pauses: list[Pause]) -> set[int]:
+    """The transactions that are one batch of a series: every statement in them that touched rows is one that also
+    runs in another transaction (the same SQL text, a batch's range passed as parameters)."""
+    transactions_of: dict[str, set[int]] = {}
+    for pause in pauses:
+        transactions_of.setdefault(pause.statement, set()).add(pause.transaction)
+    working: dict[int, list[Pause]] = {}
+    for pause in pauses:
+        if pause.rows_after != pause.rows_before:
+            working.setdefault(pause.transaction, []).append(pause)
+    return {transaction for transaction, group in working.items()
+            if all(len(transactions_of[p.statement]) > 1 for p in group)}
+
+
+def verdict(pauses: list[Pause], table: str, what: str, table_rows: dict[int, int],
+            one_batch: set[int] | None = None) -> str:
     """never / briefly / throughout for the `what` probe ("read" or "write") of `table` over every stop.
 
     `table_rows`: the rows of each measured table (by oid); a wait on a transaction that went on to touch at least
-    that many rows of one of them is `throughout`."""
+    GROWS_WITH_THE_TABLE of the rows of one of them is `throughout`, unless the transaction is one batch of a
+    series (`batches` of these pauses, unless given: of the whole migration's)."""
     attribute = f"{what}_waited"
     worst = "never"
     by_transaction: dict[int, list[Pause]] = {}
     for pause in pauses:
         by_transaction.setdefault(pause.transaction, []).append(pause)
-    for group in by_transaction.values():
+    one_batch = batches(pauses) if one_batch is None else one_batch
+    for transaction, group in by_transaction.items():
         end = group[-1].rows_after
         for pause in group:
             stop = pause.tables.get(table)
@@ -129,7 +151,8 @@ def verdict(pauses: list[Pause], table: str, what: str, table_rows: dict[int, in
                 worst = "briefly"
                 continue
             for oid, rows in table_rows.items():
-                if rows > 0 and end.get(oid, 0) - pause.rows_before.get(oid, 0) >= rows:
+                if (rows > 0 and transaction not in one_batch
+                        and end.get(oid, 0) - pause.rows_before.get(oid, 0) >= rows * GROWS_WITH_THE_TABLE):
                     return "throughout"
             worst = "briefly"
             break
@@ -141,7 +164,7 @@ def verdict_at(pauses: list[Pause], index: int, table: str, what: str, table_row
     pause = pauses[index]
     group = [p for p in pauses if p.transaction == pause.transaction]
     alone = [p if p is pause else Pause(p.statement, p.transaction, p.rows_before, p.rows_after) for p in group]
-    return verdict(alone, table, what, table_rows)
+    return verdict(alone, table, what, table_rows, one_batch=batches(pauses))
 
 
 def strongest(pauses: list[Pause], table: str) -> str | None:

@@ -19,8 +19,10 @@ from migrationlab import REPO_ROOT
 
 # What concurrent traffic does while a step runs, as judged from pg_locks (see migrationlab.lockjudge):
 #   never      - never waits on the migration;
-#   briefly    - waits only behind transactions that touch no rows, or one batch of rows;
-#   throughout - waits behind a transaction that works through the whole table.
+#   briefly    - waits only behind work that does not grow with the table: a transaction that touches fewer than
+#                a tenth of its rows, or one batch of a series;
+#   throughout - waits behind a transaction that works through the table (a tenth of its rows or more, not one
+#                batch of a series). migrationlab/judgecore.py has the rule.
 WAIT_CLAIMS = ("never", "briefly", "throughout")
 STEP_KINDS = ("risky", "safe")
 # What the showdown starts beside a step's migration (see Actor).

@@ -43,6 +43,9 @@ CATALOG_OPERATION = {
     "0015_add_amount_index_concurrently": "create_index_concurrently",
     "0016_add_channel_check_not_valid": "add_check_not_valid",
     "0017_validate_channel_check": "validate_check",
+    "0018_fill_status_in_python": "update_every_row",
+    "0019_remove_created_at_index": "drop_index",
+    "0020_alter_region_nullable": "drop_not_null",
 }
 
 
@@ -116,10 +119,11 @@ def test_not_null_on_a_filled_column_scans_and_the_earlier_statements_wait_for_i
     assert (held["lock"], held["from_statement"], held["to_statement"]) == ("AccessExclusiveLock", 1, 4)
 
 
-def test_a_rewrite_is_seen_and_an_index_build_is_estimated_as_n_log_n(shop):
+def test_a_rewrite_and_an_index_build_are_estimated_as_n_log_n(shop):
+    """A rewrite copies the table and rebuilds its indexes (sorts): n log n, as an index build."""
     (statement,) = by_name(shop)["0005_alter_amount_to_bigint"]["statements"]
     assert statement["tables"][0]["rewrite"] is True
-    assert statement["estimate"]["model"] == "n" and statement["estimate"]["production_rows"] == 10_000_000
+    assert statement["estimate"]["model"] == "n log n" and statement["estimate"]["production_rows"] == 10_000_000
     (index,) = by_name(shop)["0009_add_created_at_index"]["statements"]
     assert index["estimate"]["model"] == "n log n" and index["tables"][0]["rewrite"] is False
 
@@ -137,6 +141,10 @@ def test_each_finding_names_the_safe_way(shop):
     assert fixes["0005_alter_amount_to_bigint"] == ["int_to_bigint"]
     assert fixes["0010_add_amount_check"] == ["add_check"]
     assert fixes["0015_add_amount_index_concurrently"] == [] and fixes["0017_validate_channel_check"] == []
+    # A DROP INDEX waits only briefly, but its ACCESS EXCLUSIVE request queues traffic behind a long query: its
+    # concurrent form takes no such lock.
+    assert fixes["0019_remove_created_at_index"] == ["drop_index"]
+    assert by_name(shop)["0018_fill_status_in_python"]["data_dependent"] is True
     # Django's AddField(ForeignKey) writes the key inline (ADD COLUMN ... REFERENCES): still a foreign key.
     assert fixes["0012_add_referrer_foreign_key"][0] == "add_foreign_key"
     # A drop and a rename wait only briefly, but break the release still serving: their own fix says so.
@@ -296,6 +304,24 @@ def test_the_general_judge_gives_every_lab_step_the_verdicts_its_scenario_claims
                  *(["--with-report", "60"] if behind_report else []), cwd=project.folder)
     assert done.returncode in (0, 1), done.stderr
     assert_the_steps_claims(project, json.loads(done.stdout))
+    assert_batches_are_one_line_of_text(json.loads(done.stdout))
+
+
+def assert_batches_are_one_line_of_text(data: dict) -> None:
+    """A statement repeated once per batch (the same SQL, each time in a transaction of its own) is one line of the
+    text report, saying how many times and which statements."""
+    from migrationlab.judge.report import render_text
+
+    for migration in data["migrations"]:
+        statements = migration["statements"]
+        repeated = {s["sql"] for s, after in zip(statements, statements[1:])
+                    if s["sql"] == after["sql"] and s["transaction"] != after["transaction"]}
+        text = render_text({**data, "migrations": [migration]}).splitlines()
+        for sql in repeated:
+            shown = "        " + (sql if len(sql) <= 110 else sql[:107] + "...")
+            lines = [line for line in text if line.startswith(shown)]
+            assert len(lines) < sum(1 for s in statements if s["sql"] == sql), (migration["migration"], sql)
+            assert any("one transaction each]" in line for line in lines), lines
 
 
 def assert_the_steps_claims(project, report: dict) -> None:

@@ -60,6 +60,8 @@ FIXES = {
 
 # Statements that break the release still serving whatever they make traffic wait (their wait is brief).
 BREAKS_THE_SERVING_RELEASE = ("rename_column", "drop_column", "rename_table")
+# Statements with a form that takes no strong lock at all: better than the same lock under a lock_timeout.
+HAS_A_CONCURRENT_FORM = ("drop_index",)
 
 PATTERNS = (
     ("create_unique_index", r"^\s*CREATE\s+UNIQUE\s+INDEX\s+(?!CONCURRENTLY)"),
@@ -104,7 +106,8 @@ def fix_for(statement: str, reads: str, writes: str, lock_timeout: str | None, b
             lock: str | None = None, takes_lock: bool = True) -> Fix | None:
     """The safe way, for a statement that makes reads or writes wait: by what it is; for a wait in the lock queue
     behind a report, or a brief wait with no lock_timeout, the lock queue's fix (a short lock_timeout, for `lock`),
-    given to the statement that takes the lock (`takes_lock`), not to those after it that hold it on.
+    given to the statement that takes the lock (`takes_lock`), not to those after it that hold it on; where the
+    statement has a form that takes no strong lock (DROP INDEX CONCURRENTLY), that form.
     A rename or a drop gets its own fix whatever the wait: it breaks the release still serving."""
     key = classify(statement)
     no_timeout = lock_timeout in (None, "0")
@@ -115,5 +118,5 @@ def fix_for(statement: str, reads: str, writes: str, lock_timeout: str | None, b
     if "throughout" in (reads, writes):
         return FIXES.get(key) if key else None
     if "briefly" in (reads, writes) and no_timeout and takes_lock:
-        return lock_queue(lock)
+        return FIXES[key] if key in HAS_A_CONCURRENT_FORM else lock_queue(lock)
     return None

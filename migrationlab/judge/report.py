@@ -121,6 +121,30 @@ def _estimate(estimate: dict | None) -> str:
     return f"{estimate['seconds']:.1f} ({estimate['model']})"
 
 
+def repeats(statements: list[dict]) -> list[list[dict]]:
+    """Consecutive statements grouped when they are one statement repeated (the batches of a backfill or a delete:
+    the same SQL text, each in a transaction of its own) with the same findings; every other statement alone."""
+    def same(a: dict, b: dict) -> bool:
+        return (a["sql"] == b["sql"] and a["transaction"] != b["transaction"] and not a["waiting_for"]
+                and not b["waiting_for"] and a["tables"] == b["tables"] and a["fix"] == b["fix"])
+    groups: list[list[dict]] = []
+    for statement in statements:
+        if groups and same(groups[-1][-1], statement):
+            groups[-1].append(statement)
+        else:
+            groups.append([statement])
+    return groups
+
+
+def _numbers(group: list[dict]) -> str:
+    return str(group[0]["number"]) if len(group) == 1 else f"{group[0]['number']}-{group[-1]['number']}"
+
+
+def _group_seconds(group: list[dict]) -> float | None:
+    known = [s["seconds"] for s in group if s["seconds"] is not None]
+    return sum(known) if known else None
+
+
 def render_text(data: dict) -> str:
     lines = [f"migrationlab judge: {len(data['migrations'])} migration(s), tables seeded to {data['rows']:,} rows, "
              f"PostgreSQL {data['server_version']}"]
@@ -136,40 +160,48 @@ def render_text(data: dict) -> str:
             whole = migration["estimate"]
             lines.append(f"  its statements: {whole['measured_seconds']:.2f} s here, about {whole['seconds']:.1f} s "
                          f"at production size ({', '.join(whole['models']) or 'constant'})")
-        lines.append(f"  {'#':>3} {'table':24} {'lock':22} {'reads':10} {'writes':10} {'rewrite':7} {'scan':5} "
+        lines.append(f"  {'#':>5} {'table':24} {'lock':22} {'reads':10} {'writes':10} {'rewrite':7} {'scan':5} "
                      f"{'s@' + format(data['rows'], ','):>9} {'s@production':>14}")
-        for statement in migration["statements"]:
+        for group in repeats(migration["statements"]):
+            statement = group[0]
+            seconds = _group_seconds(group)
+            # A repeated statement's own estimates count each batch at its size; the migration's line above counts
+            # the batches at production size.
+            estimate = _estimate(statement["estimate"]) if len(group) == 1 else "-"
             tables = statement["tables"] or [None]
             for position, table in enumerate(tables):
-                number = str(statement["number"]) if position == 0 else ""
+                number = _numbers(group) if position == 0 else ""
                 if table is None:
-                    lines.append(f"  {number:>3} {'(no table lock)':24} {'-':22} {'never':10} {'never':10} {'-':7} "
-                                 f"{'-':5} {_seconds(statement['seconds']):>9} {_estimate(statement['estimate']):>14}")
+                    lines.append(f"  {number:>5} {'(no table lock)':24} {'-':22} {'never':10} {'never':10} {'-':7} "
+                                 f"{'-':5} {_seconds(seconds):>9} {estimate:>14}")
                     continue
                 flag = lambda value: "-" if value is None else ("yes" if value else "no")  # noqa: E731
-                lines.append(f"  {number:>3} {table['table'][:24]:24} {_lock(table['lock'])[:22]:22} "
+                lines.append(f"  {number:>5} {table['table'][:24]:24} {_lock(table['lock'])[:22]:22} "
                              f"{table['reads']:10} {table['writes']:10} {flag(table['rewrite']):7} "
-                             f"{flag(table['scan']):5} {_seconds(statement['seconds']) if position == 0 else '':>9} "
-                             f"{_estimate(statement['estimate']) if position == 0 else '':>14}")
+                             f"{flag(table['scan']):5} {_seconds(seconds) if position == 0 else '':>9} "
+                             f"{estimate if position == 0 else '':>14}")
             sql = statement["sql"] if len(statement["sql"]) <= 110 else statement["sql"][:107] + "..."
             waited = f" [stopped while waiting on the {statement['waiting_for']}]" if statement["waiting_for"] else ""
+            if len(group) > 1:
+                waited += f" [x{len(group)}: statements {_numbers(group)}, one transaction each]"
             if statement["waiting_for"] == "report" and data.get("with_report") and \
                     statement["lock_timeout"] in (None, "0") and any(
                         "throughout" in (t["reads"], t["writes"]) for t in statement["tables"]):
                 waited += f"; traffic queues behind it for as long as the report runs ({data['with_report']:g} s)"
-            lines.append(f"      {sql}{waited}")
+            lines.append(f"        {sql}{waited}")
             if statement["fix"]:
                 fix = statement["fix"]
                 shown = f" (lab: {fix['project']})" if fix["project"] else ""
-                lines.append(f"      fix [{fix['operation']}]{shown}: {fix['use']}")
+                lines.append(f"        fix [{fix['operation']}]{shown}: {fix['use']}")
         for held in migration["locks_held"]:
             if held["to_statement"] > held["from_statement"]:
                 lines.append(f"  {held['table']}: {_lock(held['lock'])} held from statement {held['from_statement']} "
                              f"to the commit after statement {held['to_statement']}")
         lines += [f"  note: {note}" for note in migration["notes"]]
     lines += ["", "reads/writes: never = did not wait on the migration; briefly = waited only on work that does not "
-                  "grow with the table (or a lock_timeout bounds it); throughout = waited while the migration worked "
-                  "through a whole table, or queued behind it for as long as a report ran."]
+                  "grow with the table (fewer than a tenth of its rows, or one batch of a series; or a lock_timeout "
+                  "bounds it); throughout = waited while the migration worked through the table (a tenth of its rows "
+                  "or more in one transaction), or queued behind it for as long as a report ran."]
     return "\n".join(lines)
 
 
@@ -181,16 +213,19 @@ def render_markdown(data: dict) -> str:
     lines += ["| migration | # | table | lock | reads | writes | rewrite | scan | s at N | s at production | fix |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for migration in data["migrations"]:
-        for statement in migration["statements"]:
+        for group in repeats(migration["statements"]):
+            statement = group[0]
+            number = _numbers(group) + (f" (x{len(group)})" if len(group) > 1 else "")
+            estimate = _estimate(statement["estimate"]) if len(group) == 1 else "-"
             for table in statement["tables"]:
                 fix = statement["fix"]
                 fix_text = f"`{fix['operation']}`: {fix['use']}" if fix else ""
                 yes = lambda value: "" if value is None else ("yes" if value else "no")  # noqa: E731
                 mark = lambda v: f"**{v}**" if v == "throughout" else v  # noqa: E731
-                lines.append(f"| {migration['migration']} | {statement['number']} | {table['table']} | "
+                lines.append(f"| {migration['migration']} | {number} | {table['table']} | "
                              f"{_lock(table['lock'])} | {mark(table['reads'])} | {mark(table['writes'])} | "
-                             f"{yes(table['rewrite'])} | {yes(table['scan'])} | {_seconds(statement['seconds'])} | "
-                             f"{_estimate(statement['estimate'])} | {fix_text} |")
+                             f"{yes(table['rewrite'])} | {yes(table['scan'])} | {_seconds(_group_seconds(group))} | "
+                             f"{estimate} | {fix_text} |")
         if migration["error"]:
             lines.append(f"| {migration['migration']} | | | | | | | | | | failed: {migration['error']} |")
     return "\n".join(lines) + "\n"
@@ -200,7 +235,8 @@ def render_github(data: dict, fail_on: str) -> str:
     """One annotation per statement that makes traffic wait: an error at or above --fail-on, else a warning."""
     lines = []
     for migration in data["migrations"]:
-        for statement in migration["statements"]:
+        for group in repeats(migration["statements"]):
+            statement = group[0]
             worst = max((t[w] for t in statement["tables"] for w in ("reads", "writes")), key=LEVELS.index,
                         default="never")
             if worst == "never":
@@ -209,7 +245,8 @@ def render_github(data: dict, fail_on: str) -> str:
             tables = ", ".join(f"{t['table']} {_lock(t['lock'])}: reads {t['reads']}, writes {t['writes']}"
                                for t in statement["tables"])
             fix = statement["fix"]
-            text = f"statement {statement['number']}: {tables}" + (f". Fix: {fix['use']}" if fix else "")
+            which = f"statement {statement['number']}" if len(group) == 1 else f"statements {_numbers(group)}"
+            text = f"{which}: {tables}" + (f". Fix: {fix['use']}" if fix else "")
             title = f"{migration['migration']} makes traffic wait {worst}"
             lines.append(f"::{level} file={_property(migration['file'])},line=1,title={_property(title)}::{_escape(text)}")
         if migration["error"]:

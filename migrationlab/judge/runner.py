@@ -30,7 +30,9 @@ from migrationlab.locks import lock_strength
 PROBE_LIMIT = 200  # statements probed per migration; a data migration's further queries run on unprobed
 REFERENCED_SHARE = 10  # a table seeded only for a foreign key gets N / 10 rows (a table of customers for orders)
 STRONG_TABLE_LOCKS = ("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
-INDEX_BUILD = r"^\s*(CREATE\s+(UNIQUE\s+)?INDEX|REINDEX)|\bADD\s+(CONSTRAINT\s+\S+\s+)?(UNIQUE|PRIMARY\s+KEY|EXCLUDE)\b"
+INDEX_BUILD = r"^\s*(CREATE\s+(UNIQUE\s+)?INDEX|REINDEX|CLUSTER)|\bADD\s+(CONSTRAINT\s+\S+\s+)?(UNIQUE|PRIMARY\s+KEY|EXCLUDE)\b"
+# Maintenance that reads the whole table, outside a transaction (so pg_stat_xact_* cannot show its scan).
+WHOLE_TABLE = r"^\s*(VACUUM|ANALYZE)\b"
 
 
 @dataclass
@@ -354,11 +356,12 @@ def table_oids(url: str, tables) -> dict[str, int]:
 # -- one migration ------------------------------------------------------------------------------------------------
 
 def size_model(statement: str, finding: TableFinding | None, rows_written: int, rows: int) -> str:
-    """How the statement's time grows with the table: "n log n" (an index build: a sort), "n" (a scan, a rewrite,
-    or rows written in proportion), "1" (catalog only)."""
-    if re.search(INDEX_BUILD, statement, re.IGNORECASE):
+    """How the statement's time grows with the table: "n log n" (an index build, or a rewrite, which copies the
+    table and rebuilds each of its indexes: sorts), "n" (a scan, VACUUM, or rows written in proportion), "1"
+    (catalog only)."""
+    if re.search(INDEX_BUILD, statement, re.IGNORECASE) or (finding is not None and finding.rewrite):
         return "n log n"
-    if finding is not None and (finding.rewrite or finding.scan):
+    if (finding is not None and finding.scan) or re.search(WHOLE_TABLE, statement, re.IGNORECASE):
         return "n"
     if rows and rows_written >= rows // 2:
         return "n"
@@ -504,8 +507,10 @@ def findings(pauses: list[Pause], table_rows: dict[int, int], oids: dict[str, in
 
 
 def named_table(statement: str, oids: dict[str, int]) -> str | None:
-    """The first measured table the statement names (CREATE INDEX ... ON t, ALTER TABLE t, UPDATE t, FROM t)."""
-    for match in re.finditer(r'\b(?:ON|TABLE(?:\s+ONLY)?|UPDATE|FROM|INTO)\s+"?([\w$]+)"?', statement, re.IGNORECASE):
+    """The first measured table the statement names (CREATE INDEX ... ON t, ALTER TABLE t, UPDATE t, FROM t,
+    VACUUM (ANALYZE) t)."""
+    for match in re.finditer(r'\b(?:ON|TABLE(?:\s+ONLY)?|UPDATE|FROM|INTO|(?:VACUUM|ANALYZE|CLUSTER)(?:\s*\([^)]*\))?)'
+                             r'\s+"?([\w$]+)"?', statement, re.IGNORECASE):
         if match.group(1) in oids:
             return match.group(1)
     return None

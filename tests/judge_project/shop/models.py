@@ -12,9 +12,9 @@ class Order(models.Model):
     created_at = models.DateTimeField()
     status = models.CharField(max_length=20, null=True)
     channel = models.CharField(max_length=20, default='web')
-    region = models.CharField(max_length=20, db_default='eu')
+    region = models.CharField(max_length=20, db_default='eu', null=True)
     referrer = models.ForeignKey(Customer, null=True, on_delete=models.SET_NULL, related_name='referred')
 
     class Meta:
-        indexes = [models.Index(fields=['created_at'], name='shop_order_created_idx'), models.Index(fields=['amount'], name='shop_order_amount_idx')]
+        indexes = [models.Index(fields=['amount'], name='shop_order_amount_idx')]
         constraints = [models.CheckConstraint(condition=models.Q(amount__gte=0), name='amount_non_negative'), models.UniqueConstraint(fields=['customer_id', 'created_at'], name='one_order_per_instant'), models.CheckConstraint(condition=models.Q(channel__gt=''), name='channel_not_empty')]
