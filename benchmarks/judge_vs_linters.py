@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from common import write_between  # noqa: E402
 from migrationlab.databases import ScratchDatabases  # noqa: E402
 from migrationlab.errors import LabError  # noqa: E402
+from migrationlab.judge.fixes import FIXES, HAS_A_CONCURRENT_FORM  # noqa: E402
 from migrationlab.locks import lock_name, lock_strength  # noqa: E402
 
 PROJECT = REPO / "tests" / "judge_project"
@@ -440,6 +441,11 @@ def attribute_dml(migrations: dict[str, Migration], lint: dict[str, tuple[str, l
 
 # -- classifying -------------------------------------------------------------------------------------------------
 
+# The judge's fixes that replace a brief strong lock by a form that takes none: a finding that such a statement
+# "locks the table" asks for the same fix.
+CONCURRENT_FORMS = {FIXES[key].key for key in HAS_A_CONCURRENT_FORM}
+
+
 def queue_covers(statement: Statement, migration: Migration) -> list[Statement]:
     """A missing lock_timeout is a finding about the file (squawk reports it once, at the first statement that
     takes a lock): the statements from this one on where the judge advises a lock_timeout."""
@@ -454,7 +460,8 @@ def classify(statement: Statement, tool: str, migration: Migration) -> str:
     if statement.level == "throughout":
         return "agrees" if waits or queue else "miss"
     if waits:
-        return "false alarm"
+        # A brief lock with a form that takes none (DROP INDEX): the judge's fix is that form, as the finding's.
+        return "agrees" if statement.level == "briefly" and set(statement.fixes) & CONCURRENT_FORMS else "false alarm"
     if queue:
         return "agrees" if queue_covers(statement, migration) else "false alarm"
     return "agrees"
@@ -836,7 +843,10 @@ def render(shop: list[Migration], contrib: list[Migration], versions: dict[str, 
     lines += ["", "Per statement and tool, against the judge's worst verdict over the statement's tables:", "",
               "- **agrees**: a scored finding on a statement that makes traffic wait throughout; or no scored finding "
               "on one that waits never or briefly; or a lock-queue finding on one that waits briefly where the judge "
-              "also advises a lock_timeout (its fix is `lock_queue`).",
+              "also advises a lock_timeout (its fix is `lock_queue`); or a finding that a statement locks the table, "
+              "on one that holds its lock briefly where the judge advises the form that takes no such lock (a DROP "
+              "INDEX: its fix is `drop_index`, RemoveIndexConcurrently; behind a long query, the lock queue is what "
+              "makes its brief lock dangerous, as `--with-report` shows).",
               "- **false alarm**: a finding that says the statement makes traffic wait, on one where reads and writes "
               "waited at most briefly; or a lock-queue finding where the judge advises none.",
               "- **miss**: no scored finding on a statement that makes traffic wait throughout.", "",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import psycopg2
 from psycopg2 import sql
 
+from migrationlab.databases import checkpoint
 from migrationlab.errors import LabError
 from migrationlab.judge import fixes, seeding
 from migrationlab.judge.project import Node
@@ -223,7 +224,9 @@ def becomes_foreign_key(model, final_apps) -> dict[str, str]:
 
 def seed(models: list, touched: set[str], rows: int, url: str, say, final_apps=None
          ) -> tuple[dict[str, int], list[str]]:
-    """Seed each model's table (touched ones to `rows`, the others to rows / 10); committed, then analysed."""
+    """Seed each model's table (touched ones to `rows`, the others to rows / 10); committed, vacuumed and analysed,
+    then written to disk (a CHECKPOINT: the migration's statements then start from a production table's state, its
+    pages clean, and do not compete with the seed's writes)."""
     seeded, notes = {}, []
     connection = psycopg2.connect(url, application_name="judge-seed")
     try:
@@ -258,6 +261,8 @@ def seed(models: list, touched: set[str], rows: int, url: str, say, final_apps=N
                 cursor.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(table)))
     finally:
         connection.close()
+    if seeded:
+        checkpoint(url, say)
     return seeded, notes
 
 

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import psycopg2
-
 from migrationlab import lab
+from migrationlab.databases import checkpoint
 from migrationlab.errors import LabError
 from migrationlab.scenarios import Actor, Project, projects_of_scenario
 from migrationlab.showdown import chart
@@ -128,23 +127,6 @@ def run(options: Options, say=print, projects: list[Project] | None = None,
     say(render_summary(report))
     say(f"\nchart:  {chart_path}\nreport: {report_path}  (every request: {out / 'requests.csv'})")
     return Outcome(report, out, report_path, chart_path)
-
-
-def _checkpoint(url: str, say) -> None:
-    """Write the freshly seeded table to disk now, not while the baseline or a step is being measured."""
-    try:
-        connection = psycopg2.connect(url)
-    except psycopg2.Error:
-        return  # the next step reports a database that cannot be reached
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute("CHECKPOINT")
-    except psycopg2.Error as failure:  # not a superuser (or pg_checkpoint) on a server given by URL
-        say(f"  (no CHECKPOINT after seeding: {str(failure).strip().splitlines()[0]}; "
-            "the seed's writes may reach the disk while measuring)")
-    finally:
-        connection.close()
 
 
 def _actors_of(step, options: Options) -> tuple[Actor, ...]:
@@ -258,7 +240,7 @@ def run_project(project: Project, databases: ShowdownDatabases, options: Options
         if lab.run_manage(project, url, ["seed_large_table", "--large-count", str(options.rows)]).returncode != 0:
             raise LabError(f"seeding {project.name} failed")
         seed_s = time.monotonic() - seeding_started
-        _checkpoint(url, say)
+        checkpoint(url, say)
 
         instance = database  # the web server's pid and log files in the lab home: named like the database
         port = free_port()
