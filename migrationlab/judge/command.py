@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -132,12 +133,20 @@ def production_rows(options: list[str]) -> dict[str, int]:
 # -- judge --------------------------------------------------------------------------------------------------------
 
 def cmd_judge(args) -> int:
-    """Bad input exits 2 (one line), as argparse's own errors do; 1 is the verdict's."""
+    """Bad input exits 2 (one line), as argparse's own errors do; 1 is the verdict's. SIGTERM (a cancelled CI job)
+    ends it as Ctrl-C does: the scratch database dropped, exit 130."""
+    previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
         return judge(args)
     except LabError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt
 
 
 def judge(args) -> int:

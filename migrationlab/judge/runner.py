@@ -180,6 +180,22 @@ def _targets(model, after_apps) -> list:
     return targets
 
 
+def made_not_null(model, after_apps) -> set[str]:
+    """The nullable columns the migration makes NOT NULL with no default to fill them: production's rows must
+    already hold values there (else the migration fails there too), so the seed leaves them no NULL."""
+    later = _after(model, after_apps)
+    if later is None:
+        return set()
+    by_column = {f.column: f for f in later._meta.concrete_fields}
+    out = set()
+    for field_ in model._meta.concrete_fields:
+        after = by_column.get(field_.column)
+        if field_.null and after is not None and not after.null and not after.has_default() and \
+                not seeding.has_db_default(after):
+            out.add(field_.column)
+    return out
+
+
 def newest_model(model, final_apps):
     """The model of the same table in the project's newest state (None if the table goes)."""
     table = model._meta.db_table
@@ -222,7 +238,7 @@ def becomes_foreign_key(model, final_apps) -> dict[str, str]:
 
 # -- seeding -----------------------------------------------------------------------------------------------------
 
-def seed(models: list, touched: set[str], rows: int, url: str, say, final_apps=None
+def seed(models: list, touched: set[str], rows: int, url: str, say, final_apps=None, after_apps=None
          ) -> tuple[dict[str, int], list[str]]:
     """Seed each model's table (touched ones to `rows`, the others to rows / 10); committed, vacuumed and analysed,
     then written to disk (a CHECKPOINT: the migration's statements then start from a production table's state, its
@@ -235,7 +251,8 @@ def seed(models: list, touched: set[str], rows: int, url: str, say, final_apps=N
             target = rows if model._meta.label_lower in touched else max(1, rows // REFERENCED_SHARE)
             plan = seeding.plan_for(model, becomes_foreign_key(model, final_apps) if final_apps else {},
                                     newest_fields(model, final_apps) if final_apps else {},
-                                    newest_unique_columns(model, final_apps) if final_apps else set())
+                                    newest_unique_columns(model, final_apps) if final_apps else set(),
+                                    made_not_null(model, after_apps) if after_apps else set())
             notes += [f"{table}.{note}" for note in plan.notes]
             if plan.impossible:
                 notes.append(f"{table}: not seeded: {plan.impossible}")
@@ -410,7 +427,7 @@ def judge_migration(node: Node, executor, url: str, monitor, settings: Settings,
     touched = {m._meta.label_lower for m in models}
     final_apps = executor.loader.project_state().apps  # the newest state: what the columns become
     seeded, notes = seed(with_references(models, after_apps, final_apps), touched, settings.rows, url, say,
-                         final_apps)
+                         final_apps, after_apps)
     if opaque:
         notes.append("runs RunPython or RunSQL: the judge cannot see which tables it touches, so it seeded every "
                      "table of its app; a RunPython's time depends on the data (data-dependent)")

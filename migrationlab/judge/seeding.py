@@ -2,7 +2,8 @@
 
 One `INSERT ... SELECT <an SQL expression of n per column> FROM generate_series(...) AS n` per table, as the lab's
 own seeder does (migrationlab/seeding.py), never Django objects: 100,000 rows take seconds. A nullable column is
-NULL in every other row (a backfill has rows to fill, a copy has values to copy). Each value satisfies what the
+NULL in every other row (a backfill has rows to fill, a copy has values to copy), unless the judged migration makes
+it NOT NULL with nothing to fill it (production's rows must hold values then). Each value satisfies what the
 model says of its column: NOT NULL, max_length, unique (and unique_together / UniqueConstraint
 fields: then the value carries n), choices (cycled), decimal digits; a foreign key points at an existing row of its
 table, which is seeded first. A column the seeder cannot fill is named, with what it did instead: NULL where the
@@ -150,11 +151,20 @@ def text_as(field_, later, n: str = "n") -> tuple[str | None, str | None]:
     return None, None
 
 
+def has_db_default(field_) -> bool:
+    """The field has a database default (Django 5's db_default): the database fills an omitted column."""
+    from django.db.models.fields import NOT_PROVIDED
+
+    return getattr(field_, "db_default", NOT_PROVIDED) is not NOT_PROVIDED
+
+
 def plan_for(model, becomes_fk: dict[str, str] | None = None, later: dict[str, object] | None = None,
-             later_unique: set[str] = frozenset()) -> SeedPlan:
+             later_unique: set[str] = frozenset(), filled: set[str] = frozenset()) -> SeedPlan:
     """How to seed `model`'s table. `becomes_fk`: plain columns filled as foreign keys to a table (column -> table),
     because a later migration makes them foreign keys. `later`: column -> its field in the project's newest state;
-    `later_unique`: columns unique there (alone or with others): a later migration's unique index then builds."""
+    `later_unique`: columns unique there (alone or with others): a later migration's unique index then builds.
+    `filled`: nullable columns given a value in every row (the migration makes them NOT NULL with nothing to fill
+    them: production's rows must have values)."""
     meta = model._meta
     plan = SeedPlan(meta.db_table, pk_column=meta.pk.column if meta.pk else None)
     uniques = unique_columns(model) | {f.name for f in meta.concrete_fields if f.column in later_unique}
@@ -182,14 +192,17 @@ def plan_for(model, becomes_fk: dict[str, str] | None = None, later: dict[str, o
             if field_.null:
                 plan.notes.append(f"{note}; NULL instead")
                 continue
-            if getattr(field_, "db_default", None) is not None and type(field_.db_default).__name__ != "NOT_PROVIDED":
+            if has_db_default(field_):
                 plan.notes.append(f"{note}; its database default instead")
                 continue
             plan.impossible = f"{note}, and the column is NOT NULL without a database default"
             return plan
         if note:
             plan.notes.append(note)
-        if field_.null and not field_.primary_key:
+        if field_.null and field_.column in filled:
+            plan.notes.append(f"{field_.column}: a value in every row, no NULL (the migration makes it NOT NULL "
+                              "with nothing to fill it: production's rows must hold values)")
+        elif field_.null and not field_.primary_key:
             # Every other row NULL: a backfill has rows to fill, a copy has values to copy. Said explicitly: a
             # database default would fill an omitted column.
             expression = f"CASE WHEN n % 2 = 0 THEN NULL ELSE {expression} END"

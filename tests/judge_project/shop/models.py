@@ -10,7 +10,7 @@ class Order(models.Model):
     contact_email = models.CharField(max_length=200, unique=True)
     amount = models.BigIntegerField()
     created_at = models.DateTimeField()
-    status = models.CharField(max_length=20, null=True)
+    status = models.CharField(max_length=20)
     channel = models.CharField(max_length=20, default='web')
     region = models.CharField(max_length=20, db_default='eu', null=True)
     referrer = models.ForeignKey(Customer, null=True, on_delete=models.SET_NULL, related_name='referred')
