@@ -3,8 +3,8 @@
 For five kinds of work (an index build, a table rewrite, a CHECK validation, a SET NOT NULL scan, alone and after
 Django's UPDATE in the same transaction, a batched backfill), judge the migration --repeat times (default 3) at --rows (default 100,000) with --production-rows set to
 --large (default 10,000,000) for every table the measurement fills: the estimates (one per run, as a user gets it:
-the judge measures once); then judge the same migration --repeat times with --large rows seeded: the time measured
-there. The median estimate holds if it is within 30% of the median measurement; the table also gives each run's
+the judge measures once), and as many times with --large rows seeded: the time measured there (the two
+interleaved, so that a machine slowing down for a while slows both alike). The median estimate holds if it is within 30% of the median measurement; the table also gives each run's
 estimate against that median, and each measurement (the machine's own noise at --large rows).
 Also: the time to judge the sample app's 20 migrations at --rows, seeding included.
 
@@ -82,7 +82,9 @@ def block(result: dict) -> str:
              f"wal_level replica), load {result['load_before']:.2f} before and {result['load_after']:.2f} after "
              "(nothing else ran). Each migration judged at "
              f"{rows:,} rows with `--production-rows` {large:,} for every table the measurement fills (the "
-             f"estimate), then judged with {large:,} rows seeded (the measurement: the statement's own seconds).",
+             f"estimate), and judged with {large:,} rows seeded (the measurement: the statement's own seconds), "
+             f"{result['repeat']} times each, interleaved; the table compares the median estimate with the median "
+             "measurement.",
              "",
              "| work | migration, statement | size model | at " + f"{rows:,}" + " rows | estimated | measured at "
              + f"{large:,}" + f" | error | each run's estimate | each measurement |",
@@ -121,11 +123,15 @@ def main() -> int:
     cases = []
     for what, folder, settings, label, migration, models, which in CASES:
         production = [option for model in models for option in ("--production-rows", f"{model}={args.large}")]
-        runs = sorted((picked(judge(folder, "--settings", settings, label, migration, "--rows", str(args.rows),
-                                    *production)[0], which) for _ in range(args.repeat)), key=lambda run: run[0])
+        runs, measurements = [], []
+        for _ in range(args.repeat):  # interleaved: a machine that slows down for a while slows both alike
+            runs.append(picked(judge(folder, "--settings", settings, label, migration, "--rows", str(args.rows),
+                                     *production)[0], which))
+            measurements.append(picked(judge(folder, "--settings", settings, label, migration, "--rows",
+                                             str(args.large))[0], which)[1])
+        runs.sort(key=lambda run: run[0])
+        measurements.sort()
         estimate, at_small, size_model = runs[len(runs) // 2]  # the median run
-        measurements = sorted(picked(judge(folder, "--settings", settings, label, migration, "--rows",
-                                           str(args.large))[0], which)[1] for _ in range(args.repeat))
         measured = measurements[len(measurements) // 2]  # the median measurement
         errors = [(run[0] - measured) / measured for run in runs]
         error = (estimate - measured) / measured
