@@ -340,6 +340,47 @@ def assert_the_steps_claims(project, report: dict) -> None:
 
 
 @pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_an_interrupt_during_the_seed_cancels_its_insert(pg, stop):
+    """Interrupted while the seed's INSERT runs (a billion rows asked for: hours of work): the INSERT is cancelled
+    on the server, not waited for; exit 130, nothing left. Without the cancel, Python runs no signal handler until
+    the INSERT returns, and this test fails on its safety timeout."""
+    import signal
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "migrationlab", "judge", "--settings", "mysite.settings", "shop",
+                                "0009", "--rows", "1000000000"], cwd=SAMPLE, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    watcher = psycopg2.connect(pg.dsn())
+    watcher.autocommit = True
+    seeding = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'judge-seed' AND state = 'active' " \
+              "AND query LIKE 'INSERT INTO%%'"
+    try:
+        with watcher.cursor() as cursor:
+            give_up = time.monotonic() + 300
+            while True:  # until its INSERT runs (polling, not a synchronisation)
+                cursor.execute(seeding)
+                if cursor.fetchone()[0]:
+                    break
+                assert process.poll() is None and time.monotonic() < give_up, process.stderr.read()
+                time.sleep(0.05)
+            process.send_signal(getattr(signal, stop))
+            assert process.wait(timeout=120) == 130, process.stderr.read()
+            cursor.execute(seeding)
+            assert cursor.fetchone()[0] == 0
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%%judge%%'")
+            assert cursor.fetchone()[0] == 0
+        assert not any(name.startswith("judge") for name in judge_databases_of(lab))
+    finally:
+        if process.poll() is None:
+            process.kill()
+        with watcher.cursor() as cursor:  # a failed test must not leave a billion-row INSERT filling the disk
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE "
+                           "'%%judge%%'")
+        watcher.close()
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
 def test_ctrl_c_leaves_no_scratch_database_and_no_session(pg, stop):
     """Interrupted while it judges (Ctrl-C, or SIGTERM: a cancelled CI job): exit 130, its scratch database dropped,
     none of its sessions left."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import psycopg2
 from psycopg2 import sql
 
-from migrationlab.databases import checkpoint
+from migrationlab.databases import checkpoint, queries_cancelled_on_interrupt
 from migrationlab.errors import LabError
 from migrationlab.judge import fixes, seeding
 from migrationlab.judge.project import Node
@@ -243,6 +243,15 @@ def seed(models: list, touched: set[str], rows: int, url: str, say, final_apps=N
     """Seed each model's table (touched ones to `rows`, the others to rows / 10); committed, vacuumed and analysed,
     then written to disk (a CHECKPOINT: the migration's statements then start from a production table's state, its
     pages clean, and do not compete with the seed's writes)."""
+    with queries_cancelled_on_interrupt():  # Ctrl-C or a cancelled CI job stops a long INSERT now
+        seeded, notes = _seed(models, touched, rows, url, say, final_apps, after_apps)
+        if seeded:
+            checkpoint(url, say)
+    return seeded, notes
+
+
+def _seed(models: list, touched: set[str], rows: int, url: str, say, final_apps, after_apps
+          ) -> tuple[dict[str, int], list[str]]:
     seeded, notes = {}, []
     connection = psycopg2.connect(url, application_name="judge-seed")
     try:
@@ -278,8 +287,6 @@ def seed(models: list, touched: set[str], rows: int, url: str, say, final_apps=N
                 cursor.execute(sql.SQL("VACUUM ANALYZE {}").format(sql.Identifier(table)))
     finally:
         connection.close()
-    if seeded:
-        checkpoint(url, say)
     return seeded, notes
 
 
