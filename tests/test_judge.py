@@ -131,6 +131,17 @@ def test_a_rewrite_and_an_index_build_are_estimated_as_n_log_n(shop):
     assert index["estimate"]["model"] == "n log n" and index["tables"][0]["rewrite"] is False
 
 
+def test_estimates_from_few_rows_say_what_they_are_worth(shop):
+    """Estimates measured at fewer than a million rows are an order of magnitude (docs/judge.md's benchmark): the
+    text and Markdown reports say so, and how to get closer ones; from a million rows they say nothing."""
+    from migrationlab.judge.report import CLOSE_ESTIMATES_FROM, render_markdown, render_text
+
+    for render in (render_text, render_markdown):
+        assert f"--rows {CLOSE_ESTIMATES_FROM} gives closer ones" in render(shop)
+        assert "--rows" not in render({**shop, "rows": CLOSE_ESTIMATES_FROM})
+        assert "--rows" not in render({**shop, "migrations": [{**m, "estimate": None} for m in shop["migrations"]]})
+
+
 def test_a_foreign_key_locks_the_referenced_table_too(shop):
     first = by_name(shop)["0012_add_referrer_foreign_key"]["statements"][0]
     tables = {t["table"]: t for t in first["tables"]}

@@ -10,6 +10,9 @@ from migrationlab.locks import lock_name
 
 FORMAT_VERSION = 1
 LEVELS = ("never", "briefly", "throughout")
+# Estimates measured from fewer rows are an order of magnitude: a statement of tens of milliseconds is moved by the
+# machine's noise. docs/judge.md measures the estimates from 100,000 and from 1,000,000 rows against 10,000,000.
+CLOSE_ESTIMATES_FROM = 1_000_000
 
 _verdict = {"type": "string", "enum": list(LEVELS)}
 _table = {
@@ -145,9 +148,19 @@ def _group_seconds(group: list[dict]) -> float | None:
     return sum(known) if known else None
 
 
+def estimates_caveat(data: dict) -> str | None:
+    """What estimates from fewer than CLOSE_ESTIMATES_FROM rows are worth, if the report has any."""
+    if data["rows"] >= CLOSE_ESTIMATES_FROM or not any(m.get("estimate") for m in data["migrations"]):
+        return None
+    return (f"estimates from {data['rows']:,} rows are an order of magnitude; --rows {CLOSE_ESTIMATES_FROM} gives "
+            "closer ones (docs/judge.md measures both)")
+
+
 def render_text(data: dict) -> str:
     lines = [f"migrationlab judge: {len(data['migrations'])} migration(s), tables seeded to {data['rows']:,} rows, "
              f"PostgreSQL {data['server_version']}"]
+    if estimates_caveat(data):
+        lines.append(estimates_caveat(data))
     if data.get("note"):
         lines.append(data["note"])
     for migration in data["migrations"]:
@@ -210,6 +223,8 @@ def render_markdown(data: dict) -> str:
              f"(PostgreSQL {data['server_version']})", ""]
     if data.get("note"):
         lines += [data["note"], ""]
+    if estimates_caveat(data):
+        lines += [estimates_caveat(data), ""]
     lines += ["| migration | # | table | lock | reads | writes | rewrite | scan | s at N | s at production | fix |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for migration in data["migrations"]:
