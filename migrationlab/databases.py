@@ -176,7 +176,8 @@ def queries_cancelled_on_interrupt():
     runs no signal handler until the query returns: a 10,000,000-row INSERT held Ctrl-C for tens of seconds.
 
     It waits for every query in Python (psycopg2's wait callback, for every connection of the process while it is
-    set), where a signal can reach it."""
+    set), where a signal can reach it. Not psycopg2.extras.wait_select: that one cancels too, but then raises the
+    server's QueryCanceled, which a caller cannot tell from a statement_timeout; this one raises the interrupt."""
     previous = psycopg2.extensions.get_wait_callback()
     psycopg2.extensions.set_wait_callback(_wait_cancelling)
     try:

@@ -159,8 +159,9 @@ def estimates_caveat(data: dict) -> str | None:
 def render_text(data: dict) -> str:
     lines = [f"migrationlab judge: {len(data['migrations'])} migration(s), tables seeded to {data['rows']:,} rows, "
              f"PostgreSQL {data['server_version']}"]
-    if estimates_caveat(data):
-        lines.append(estimates_caveat(data))
+    caveat = estimates_caveat(data)
+    if caveat:
+        lines.append(caveat)
     if data.get("note"):
         lines.append(data["note"])
     for migration in data["migrations"]:
@@ -223,8 +224,9 @@ def render_markdown(data: dict) -> str:
              f"(PostgreSQL {data['server_version']})", ""]
     if data.get("note"):
         lines += [data["note"], ""]
-    if estimates_caveat(data):
-        lines += [estimates_caveat(data), ""]
+    caveat = estimates_caveat(data)
+    if caveat:
+        lines += [caveat, ""]
     lines += ["| migration | # | table | lock | reads | writes | rewrite | scan | s at N | s at production | fix |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for migration in data["migrations"]:
